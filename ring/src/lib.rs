@@ -1,0 +1,2 @@
+//! io_uring (being written)
+#![no_std]
