@@ -6,3 +6,6 @@
 
 pub use ringfuse_abi as abi;
 pub use ringfuse_ring as ring;
+
+pub mod mount;
+mod sys;

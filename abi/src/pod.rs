@@ -2,7 +2,7 @@
 //!
 //! Every FUSE struct is `#[repr(C)]`, has no implicit padding, holds only integers and
 //! arrays of integers, and so is valid for every bit pattern. [`Pod`] states that contract;
-//! it is implemented only by the [`pod_structs!`] macro below, which also proves the layout
+//! it is implemented only by the `pod_structs!` macro below, which also proves the layout
 //! at compile time (size, every field offset, and "no implicit padding" as the sum of the
 //! field sizes). The safe helpers [`read_prefix`], [`as_bytes`] and [`write_prefix`] are
 //! all the rest of the crate uses.
@@ -16,7 +16,7 @@ use core::mem::size_of;
 ///
 /// An implementor must be `#[repr(C)]` (or a primitive integer, or an array of `Pod`), must
 /// have no padding bytes, must hold no pointers or references, and every bit pattern of
-/// `size_of::<Self>()` bytes must be a valid value. [`pod_structs!`] checks the first three
+/// `size_of::<Self>()` bytes must be a valid value. `pod_structs!` checks the first three
 /// at compile time; integers satisfy the last.
 pub unsafe trait Pod: Copy + 'static {}
 

@@ -1,0 +1,1168 @@
+//! Mounting and unmounting a FUSE filesystem as root, without fusermount.
+//!
+//! [`mount`] follows fuse-protocol.md §1.1: it checks the mount point, opens `/dev/fuse`,
+//! and calls `mount(2)` with `fd=N,rootmode=…,user_id=…,group_id=…` plus the kernel options
+//! of [`MountOptions`]. The returned [`Mount`] owns the `/dev/fuse` fd; dropping it unmounts
+//! (lazily). A server must still answer `FUSE_INIT` on that fd: until it does, every access
+//! to the mount from any process blocks.
+//!
+//! Nothing here allocates: names live in fixed-capacity strings, paths in `PATH_MAX` arrays,
+//! and every error is a small `Copy` value. Nothing here panics.
+//!
+//! ```no_run
+//! use ringfuse::mount::{MountOptions, mount};
+//!
+//! let mut options = MountOptions::new();
+//! options.fsname("memfs")?.parse_opts("default_permissions,max_read=131072")?;
+//! let m = mount("/mnt/memfs", &options)?;
+//! // ... serve requests on m.fd() ...
+//! m.unmount()?;
+//! # Ok::<(), ringfuse::mount::MountError>(())
+//! ```
+
+#[cfg(feature = "std")]
+extern crate std;
+
+use core::ffi::CStr;
+use core::fmt::{self, Write as _};
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::mount::MountFlags;
+
+use crate::sys::{self, PATH_MAX};
+
+/// Longest accepted `fsname`, in bytes.
+pub const MAX_FSNAME_LEN: usize = 255;
+
+/// Longest accepted `subtype`, in bytes.
+pub const MAX_SUBTYPE_LEN: usize = 63;
+
+/// The `-o` options [`MountOptions::parse_opts`] understands, as named in its errors.
+pub const ACCEPTED_OPTIONS: &str = "default_permissions, allow_other, fsname=NAME, \
+    subtype=NAME, max_read=BYTES, ro, rw, noatime, atime, relatime, nodiratime, suid, nosuid, \
+    dev, nodev, exec, noexec, sync, async, dirsync";
+
+/// The options that take no value.
+const FLAGS: [&str; 17] = [
+    "default_permissions",
+    "allow_other",
+    "ro",
+    "rw",
+    "noatime",
+    "atime",
+    "relatime",
+    "nodiratime",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "exec",
+    "noexec",
+    "sync",
+    "async",
+    "dirsync",
+];
+
+/// The options that take a value.
+const VALUED: [&str; 3] = ["fsname", "subtype", "max_read"];
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// The name of a mount option, kept without heap for [`MountError`]: at most 32 bytes, cut
+/// at a character boundary (its `Display` marks a cut with `…`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct OptionName {
+    bytes: [u8; 32],
+    len: u8,
+    truncated: bool,
+}
+
+impl OptionName {
+    fn new(name: &str) -> Self {
+        let mut bytes = [0_u8; 32];
+        let mut len = 0;
+        for (i, c) in name.char_indices() {
+            let end = i + c.len_utf8();
+            if end > bytes.len() {
+                break;
+            }
+            len = end;
+        }
+        if let (Some(dst), Some(src)) = (bytes.get_mut(..len), name.as_bytes().get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        Self {
+            bytes,
+            len: len as u8,
+            truncated: len < name.len(),
+        }
+    }
+
+    /// The (possibly cut) option name.
+    pub fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        core::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for OptionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())?;
+        if self.truncated {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for OptionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// Why a mount, an unmount or a connection operation failed.
+///
+/// Its `Display` names the cause and the fix. A failed [`mount`] leaves nothing mounted.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountError {
+    /// `mount(2)` answered EPERM: the process lacks `CAP_SYS_ADMIN`.
+    NotRoot,
+    /// `/dev/fuse` does not exist (ENOENT, ENODEV or ENXIO on open).
+    NoFuseDevice,
+    /// `/dev/fuse` exists but this process may not open it (the errno: EACCES or EPERM).
+    FuseDevicePermission(Errno),
+    /// Opening `/dev/fuse` failed for another reason.
+    OpenFuseDevice(Errno),
+    /// The mount point does not exist.
+    MountPointNotFound,
+    /// The mount point, or a component of its path, is not a directory.
+    NotADirectory,
+    /// The mount point path is empty, holds a NUL byte or is longer than `PATH_MAX`.
+    BadMountPoint,
+    /// The mount point could not be examined (the errno of `open`/`statx`).
+    MountPointAccess(Errno),
+    /// [`MountOptions::parse_opts`] met an option it does not know.
+    UnknownOption(OptionName),
+    /// An option has a value it should not have, lacks one it needs, or the value is bad.
+    BadOptionValue(OptionName),
+    /// A name option (`fsname`, `subtype`) is longer than its fixed capacity.
+    OptionTooLong {
+        /// The option.
+        option: &'static str,
+        /// Its capacity in bytes.
+        max: usize,
+    },
+    /// `mount(2)` failed with this errno (other than EPERM).
+    Mount(Errno),
+    /// `umount2(2)` failed with this errno.
+    Unmount(Errno),
+    /// `FUSE_DEV_IOC_CLONE` failed with this errno.
+    Clone(Errno),
+    /// Writing to `/sys/fs/fuse/connections/N/abort` failed with this errno.
+    Abort(Errno),
+}
+
+impl MountError {
+    /// The errno closest to this error, for callers that must report one.
+    pub fn errno(&self) -> Errno {
+        match *self {
+            Self::NotRoot => Errno::PERM,
+            Self::NoFuseDevice | Self::MountPointNotFound => Errno::NOENT,
+            Self::NotADirectory => Errno::NOTDIR,
+            Self::BadMountPoint
+            | Self::UnknownOption(_)
+            | Self::BadOptionValue(_)
+            | Self::OptionTooLong { .. } => Errno::INVAL,
+            Self::FuseDevicePermission(e)
+            | Self::OpenFuseDevice(e)
+            | Self::MountPointAccess(e)
+            | Self::Mount(e)
+            | Self::Unmount(e)
+            | Self::Clone(e)
+            | Self::Abort(e) => e,
+        }
+    }
+}
+
+/// The shared advice for permission problems.
+const ROOT_HINT: &str = "run as root; unprivileged mounts need fusermount3, which ringfuse \
+    does not use";
+
+impl fmt::Display for MountError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::NotRoot => write!(f, "mount(2) refused: operation not permitted ({ROOT_HINT})"),
+            Self::NoFuseDevice => f.write_str(
+                "cannot open /dev/fuse: no such device (load the fuse module: modprobe fuse)",
+            ),
+            Self::FuseDevicePermission(e) => {
+                write!(f, "cannot open /dev/fuse: {e} ({ROOT_HINT})")
+            }
+            Self::OpenFuseDevice(e) => write!(
+                f,
+                "cannot open /dev/fuse: {e} (it should be the character device 10:229; \
+                 check `ls -l /dev/fuse` and `modprobe fuse`)"
+            ),
+            Self::MountPointNotFound => {
+                f.write_str("mount point does not exist (create the directory first: mkdir -p)")
+            }
+            Self::NotADirectory => f.write_str(
+                "mount point is not a directory, or a component of its path is not \
+                 (ringfuse mounts on directories only: pick or create one)",
+            ),
+            Self::BadMountPoint => write!(
+                f,
+                "mount point path is empty, contains a NUL byte or is longer than {} bytes \
+                 (pass an existing directory's path)",
+                PATH_MAX - 1
+            ),
+            Self::MountPointAccess(e) => {
+                let hint = match e {
+                    Errno::NOTCONN => {
+                        "a dead FUSE mount is in the way: unmount it first with umount -l"
+                    }
+                    Errno::ACCESS | Errno::PERM => "check the permissions of its parents",
+                    Errno::LOOP => "its path has a symlink loop",
+                    _ => "check that the path is reachable",
+                };
+                write!(f, "cannot examine the mount point: {e} ({hint})")
+            }
+            Self::UnknownOption(name) => write!(
+                f,
+                "unknown mount option \"{name}\" (accepted: {ACCEPTED_OPTIONS})"
+            ),
+            Self::BadOptionValue(name) => write!(
+                f,
+                "bad value for mount option \"{name}\" (fsname= and subtype= take a name without \
+                 NUL bytes, max_read= takes a number of bytes, the other options take no value)"
+            ),
+            Self::OptionTooLong { option, max } => write!(
+                f,
+                "mount option {option} is longer than {max} bytes (shorten it)"
+            ),
+            Self::Mount(e) => {
+                let hint = match e {
+                    Errno::NODEV => "the kernel has no fuse filesystem type: modprobe fuse",
+                    Errno::INVAL => {
+                        "the kernel rejected the options or the subtype; check the mount \
+                         options and dmesg"
+                    }
+                    Errno::BUSY => "the mount point is busy",
+                    Errno::NOENT => "the mount point disappeared",
+                    Errno::NOTDIR => "the mount point is not a directory",
+                    Errno::ACCESS => "a parent directory is not searchable",
+                    Errno::NOMEM | Errno::NOSPC => {
+                        "the kernel is out of memory or mount ids; unmount something"
+                    }
+                    _ => "see mount(2)",
+                };
+                write!(f, "mount(2) failed: {e} ({hint})")
+            }
+            Self::Unmount(e) => {
+                let hint = match e {
+                    Errno::PERM => ROOT_HINT,
+                    Errno::BUSY => {
+                        "another filesystem is mounted on top of it; unmount that one first"
+                    }
+                    Errno::INVAL => "it is not a mount point any more",
+                    _ => "see umount2(2)",
+                };
+                write!(f, "cannot unmount: {e} ({hint})")
+            }
+            Self::Clone(e) => write!(
+                f,
+                "cannot clone the /dev/fuse session (FUSE_DEV_IOC_CLONE): {e} (the session fd \
+                 must be a mounted /dev/fuse fd; ENOTTY means the kernel lacks the ioctl)"
+            ),
+            Self::Abort(e) => write!(
+                f,
+                "cannot abort the FUSE connection: {e} (needs root and fusectl at \
+                 /sys/fs/fuse/connections: mount -t fusectl none /sys/fs/fuse/connections; \
+                 ENOENT means the connection is gone already)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for MountError {}
+
+#[cfg(feature = "std")]
+impl From<MountError> for std::io::Error {
+    fn from(e: MountError) -> Self {
+        Self::new(Self::from(e.errno()).kind(), e)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+/// How a filesystem is mounted: the libfuse `-o` options that make sense for a root mount.
+///
+/// Setters take `&mut self` and return `&mut Self` for chaining, like
+/// `std::process::Command`; the name setters can fail and return a `Result`. Defaults match
+/// libfuse: subtype `ringfuse`, `rw`, `nosuid`, `nodev`, and the kernel's `relatime`.
+/// `blksize=` is left out: the kernel accepts it only for `fuseblk` mounts.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MountOptions {
+    fsname: heapless::String<MAX_FSNAME_LEN>,
+    subtype: heapless::String<MAX_SUBTYPE_LEN>,
+    default_permissions: bool,
+    allow_other: bool,
+    max_read: Option<u32>,
+    read_only: bool,
+    noatime: bool,
+    nodiratime: bool,
+    nosuid: bool,
+    nodev: bool,
+    noexec: bool,
+    sync: bool,
+    dirsync: bool,
+    nonblocking: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        let mut subtype = heapless::String::new();
+        // "ringfuse" fits the capacity; a failure would only leave the subtype empty.
+        let _ = subtype.push_str("ringfuse");
+        Self {
+            fsname: heapless::String::new(),
+            subtype,
+            default_permissions: false,
+            allow_other: false,
+            max_read: None,
+            read_only: false,
+            noatime: false,
+            nodiratime: false,
+            nosuid: true,
+            nodev: true,
+            noexec: false,
+            sync: false,
+            dirsync: false,
+            nonblocking: false,
+        }
+    }
+}
+
+impl MountOptions {
+    /// The defaults (see the type's documentation).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `fsname=NAME`: the "device" column of `/proc/mounts` (the `source` of `mount(2)`).
+    /// Empty means unset: the source is then the subtype, or `/dev/fuse` without one.
+    ///
+    /// # Errors
+    /// [`MountError::OptionTooLong`] beyond [`MAX_FSNAME_LEN`] bytes,
+    /// [`MountError::BadOptionValue`] if it holds a NUL byte.
+    pub fn fsname(&mut self, name: &str) -> Result<&mut Self, MountError> {
+        self.fsname = checked_name(name, "fsname", false)?;
+        Ok(self)
+    }
+
+    /// `subtype=NAME`: the filesystem type becomes `fuse.NAME`; empty gives plain `fuse`.
+    ///
+    /// # Errors
+    /// [`MountError::OptionTooLong`] beyond [`MAX_SUBTYPE_LEN`] bytes,
+    /// [`MountError::BadOptionValue`] if it holds a NUL byte.
+    pub fn subtype(&mut self, name: &str) -> Result<&mut Self, MountError> {
+        self.subtype = checked_name(name, "subtype", false)?;
+        Ok(self)
+    }
+
+    /// `default_permissions`: the kernel checks file modes itself.
+    pub fn default_permissions(&mut self, on: bool) -> &mut Self {
+        self.default_permissions = on;
+        self
+    }
+
+    /// `allow_other`: users other than the mounter may access the filesystem.
+    pub fn allow_other(&mut self, on: bool) -> &mut Self {
+        self.allow_other = on;
+        self
+    }
+
+    /// `max_read=BYTES`: the largest READ the kernel sends (it raises values below 4096).
+    pub fn max_read(&mut self, bytes: u32) -> &mut Self {
+        self.max_read = Some(bytes);
+        self
+    }
+
+    /// `ro` (true) or `rw` (false, the default).
+    pub fn read_only(&mut self, on: bool) -> &mut Self {
+        self.read_only = on;
+        self
+    }
+
+    /// `noatime` (true) or `relatime`/`atime` (false, the kernel's default `relatime`).
+    pub fn noatime(&mut self, on: bool) -> &mut Self {
+        self.noatime = on;
+        self
+    }
+
+    /// `nodiratime`: no access-time updates on directories.
+    pub fn nodiratime(&mut self, on: bool) -> &mut Self {
+        self.nodiratime = on;
+        self
+    }
+
+    /// `nosuid` (true, the default) or `suid`.
+    pub fn nosuid(&mut self, on: bool) -> &mut Self {
+        self.nosuid = on;
+        self
+    }
+
+    /// `nodev` (true, the default) or `dev`.
+    pub fn nodev(&mut self, on: bool) -> &mut Self {
+        self.nodev = on;
+        self
+    }
+
+    /// `noexec` (true) or `exec` (false, the default).
+    pub fn noexec(&mut self, on: bool) -> &mut Self {
+        self.noexec = on;
+        self
+    }
+
+    /// `sync` (true) or `async` (false, the default).
+    pub fn sync(&mut self, on: bool) -> &mut Self {
+        self.sync = on;
+        self
+    }
+
+    /// `dirsync`: directory changes are synchronous.
+    pub fn dirsync(&mut self, on: bool) -> &mut Self {
+        self.dirsync = on;
+        self
+    }
+
+    /// Not a mount option: open `/dev/fuse` with `O_NONBLOCK` (reads then fail with EAGAIN
+    /// instead of waiting, for a server that polls before reading).
+    pub fn nonblocking(&mut self, on: bool) -> &mut Self {
+        self.nonblocking = on;
+        self
+    }
+
+    /// Applies a libfuse-style `-o` string such as `"allow_other,fsname=memfs,max_read=65536"`.
+    ///
+    /// Options are separated by commas; a backslash makes the next character literal
+    /// (`fsname=a\,b`); empty entries are skipped; later options override earlier ones. The
+    /// accepted names are listed in [`ACCEPTED_OPTIONS`].
+    ///
+    /// # Errors
+    /// [`MountError::UnknownOption`] naming the first unknown option,
+    /// [`MountError::BadOptionValue`] for a flag given a value (`ro=1`), a valued option
+    /// without one, or a bad number, [`MountError::OptionTooLong`] for an over-long name.
+    /// On error `self` is left unchanged.
+    pub fn parse_opts(&mut self, opts: &str) -> Result<&mut Self, MountError> {
+        let mut next = self.clone();
+        for entry in split_entries(opts).filter(|e| !e.is_empty()) {
+            let (name, value) = match entry.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (entry, None),
+            };
+            next.apply(name, value)?;
+        }
+        *self = next;
+        Ok(self)
+    }
+
+    /// Applies one parsed option.
+    fn apply(&mut self, name: &str, value: Option<&str>) -> Result<(), MountError> {
+        let Some(value) = value else {
+            return if self.set_flag(name) {
+                Ok(())
+            } else if VALUED.contains(&name) {
+                Err(MountError::BadOptionValue(OptionName::new(name)))
+            } else {
+                Err(MountError::UnknownOption(OptionName::new(name)))
+            };
+        };
+        match name {
+            "fsname" => self.fsname = checked_name(value, "fsname", true)?,
+            "subtype" => self.subtype = checked_name(value, "subtype", true)?,
+            "max_read" => {
+                let bytes = value
+                    .parse()
+                    .map_err(|_| MountError::BadOptionValue(OptionName::new(name)))?;
+                self.max_read = Some(bytes);
+            }
+            _ if FLAGS.contains(&name) => {
+                return Err(MountError::BadOptionValue(OptionName::new(name)));
+            }
+            _ => return Err(MountError::UnknownOption(OptionName::new(name))),
+        }
+        Ok(())
+    }
+
+    /// Sets the flag `name`; false if it is not a flag.
+    fn set_flag(&mut self, name: &str) -> bool {
+        match name {
+            "default_permissions" => self.default_permissions = true,
+            "allow_other" => self.allow_other = true,
+            "ro" => self.read_only = true,
+            "rw" => self.read_only = false,
+            "noatime" => self.noatime = true,
+            "atime" | "relatime" => self.noatime = false,
+            "nodiratime" => self.nodiratime = true,
+            "suid" => self.nosuid = false,
+            "nosuid" => self.nosuid = true,
+            "dev" => self.nodev = false,
+            "nodev" => self.nodev = true,
+            "exec" => self.noexec = false,
+            "noexec" => self.noexec = true,
+            "sync" => self.sync = true,
+            "async" => self.sync = false,
+            "dirsync" => self.dirsync = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The `fsname` (empty if unset).
+    pub fn get_fsname(&self) -> &str {
+        &self.fsname
+    }
+
+    /// The `subtype` (empty for plain `fuse`).
+    pub fn get_subtype(&self) -> &str {
+        &self.subtype
+    }
+
+    /// The `max_read` given, if any.
+    pub fn get_max_read(&self) -> Option<u32> {
+        self.max_read
+    }
+
+    /// Whether the mount is read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether `/dev/fuse` is opened non-blocking.
+    pub fn is_nonblocking(&self) -> bool {
+        self.nonblocking
+    }
+
+    /// The `MS_*` flags for `mount(2)`.
+    fn flags(&self) -> MountFlags {
+        let mut flags = MountFlags::empty();
+        for (on, flag) in [
+            (self.read_only, MountFlags::RDONLY),
+            (self.noatime, MountFlags::NOATIME),
+            (self.nodiratime, MountFlags::NODIRATIME),
+            (self.nosuid, MountFlags::NOSUID),
+            (self.nodev, MountFlags::NODEV),
+            (self.noexec, MountFlags::NOEXEC),
+            (self.sync, MountFlags::SYNCHRONOUS),
+            (self.dirsync, MountFlags::DIRSYNC),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        flags
+    }
+
+    /// The FUSE options after the mandatory four, each with a leading comma.
+    fn kernel_extra(&self) -> Result<heapless::String<64>, fmt::Error> {
+        let mut extra = heapless::String::new();
+        if self.default_permissions {
+            extra
+                .push_str(",default_permissions")
+                .map_err(|_| fmt::Error)?;
+        }
+        if self.allow_other {
+            extra.push_str(",allow_other").map_err(|_| fmt::Error)?;
+        }
+        if let Some(bytes) = self.max_read {
+            write!(extra, ",max_read={bytes}")?;
+        }
+        Ok(extra)
+    }
+}
+
+/// Writes the options back as a `-o` string that [`MountOptions::parse_opts`] accepts
+/// (`nonblocking` is not a mount option and is left out).
+impl fmt::Display for MountOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (prefix, name) in [
+            ("fsname=", &self.fsname[..]),
+            (",subtype=", &self.subtype[..]),
+        ] {
+            f.write_str(prefix)?;
+            for c in name.chars() {
+                if matches!(c, ',' | '\\') {
+                    f.write_char('\\')?;
+                }
+                f.write_char(c)?;
+            }
+        }
+        if self.default_permissions {
+            f.write_str(",default_permissions")?;
+        }
+        if self.allow_other {
+            f.write_str(",allow_other")?;
+        }
+        if let Some(bytes) = self.max_read {
+            write!(f, ",max_read={bytes}")?;
+        }
+        let pick = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
+        write!(
+            f,
+            ",{},{},{},{},{},{}",
+            pick(self.read_only, "ro", "rw"),
+            pick(self.noatime, "noatime", "relatime"),
+            pick(self.nosuid, "nosuid", "suid"),
+            pick(self.nodev, "nodev", "dev"),
+            pick(self.noexec, "noexec", "exec"),
+            pick(self.sync, "sync", "async"),
+        )?;
+        if self.nodiratime {
+            f.write_str(",nodiratime")?;
+        }
+        if self.dirsync {
+            f.write_str(",dirsync")?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits a `-o` string at commas that are not escaped by a backslash.
+fn split_entries(opts: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(opts);
+    core::iter::from_fn(move || {
+        let s = rest?;
+        let mut escaped = false;
+        for (i, c) in s.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                ',' => {
+                    rest = s.get(i + 1..);
+                    return s.get(..i);
+                }
+                _ => {}
+            }
+        }
+        rest = None;
+        Some(s)
+    })
+}
+
+/// Copies a name option into fixed storage, removing backslash escapes if `unescape`.
+fn checked_name<const N: usize>(
+    raw: &str,
+    option: &'static str,
+    unescape: bool,
+) -> Result<heapless::String<N>, MountError> {
+    let mut out = heapless::String::new();
+    let mut chars = raw.chars();
+    while let Some(mut c) = chars.next() {
+        if unescape && c == '\\' {
+            c = chars.next().unwrap_or('\\');
+        }
+        if c == '\0' {
+            return Err(MountError::BadOptionValue(OptionName::new(option)));
+        }
+        out.push(c)
+            .map_err(|_| MountError::OptionTooLong { option, max: N })?;
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mount points
+
+/// A mount point argument: anything that is a path as bytes, without allocating.
+///
+/// Implemented for `str`, `[u8]` and `CStr`, and with the `std` feature for `Path`, `OsStr`
+/// and their owned forms.
+pub trait AsMountPoint {
+    /// The path's bytes, without a terminating NUL.
+    fn as_mount_point_bytes(&self) -> &[u8];
+}
+
+impl<T: AsMountPoint + ?Sized> AsMountPoint for &T {
+    fn as_mount_point_bytes(&self) -> &[u8] {
+        (**self).as_mount_point_bytes()
+    }
+}
+
+impl AsMountPoint for str {
+    fn as_mount_point_bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl AsMountPoint for [u8] {
+    fn as_mount_point_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl AsMountPoint for CStr {
+    fn as_mount_point_bytes(&self) -> &[u8] {
+        self.to_bytes()
+    }
+}
+
+#[cfg(feature = "std")]
+impl AsMountPoint for std::path::Path {
+    fn as_mount_point_bytes(&self) -> &[u8] {
+        self.as_os_str().as_mount_point_bytes()
+    }
+}
+
+#[cfg(feature = "std")]
+impl AsMountPoint for std::path::PathBuf {
+    fn as_mount_point_bytes(&self) -> &[u8] {
+        self.as_os_str().as_mount_point_bytes()
+    }
+}
+
+#[cfg(feature = "std")]
+impl AsMountPoint for std::ffi::OsStr {
+    fn as_mount_point_bytes(&self) -> &[u8] {
+        std::os::unix::ffi::OsStrExt::as_bytes(self)
+    }
+}
+
+#[cfg(feature = "std")]
+impl AsMountPoint for std::ffi::OsString {
+    fn as_mount_point_bytes(&self) -> &[u8] {
+        self.as_os_str().as_mount_point_bytes()
+    }
+}
+
+#[cfg(feature = "std")]
+impl AsMountPoint for std::string::String {
+    fn as_mount_point_bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// A NUL-terminated path of at most `PATH_MAX` bytes, stored inline.
+#[derive(Clone)]
+struct CPathBuf {
+    bytes: [u8; PATH_MAX],
+    /// Length including the NUL.
+    len: usize,
+}
+
+impl CPathBuf {
+    /// Copies `path` and appends the NUL; [`MountError::BadMountPoint`] if it is empty, holds
+    /// a NUL or does not fit.
+    fn from_bytes(path: &[u8]) -> Result<Self, MountError> {
+        let mut buf = Self {
+            bytes: [0; PATH_MAX],
+            len: path.len() + 1,
+        };
+        if path.is_empty() || path.contains(&0) {
+            return Err(MountError::BadMountPoint);
+        }
+        // The array is zeroed, so the byte after the copy already is the NUL.
+        let dst = buf
+            .bytes
+            .get_mut(..path.len())
+            .filter(|_| path.len() < PATH_MAX)
+            .ok_or(MountError::BadMountPoint)?;
+        dst.copy_from_slice(path);
+        Ok(buf)
+    }
+
+    fn as_c_str(&self) -> &CStr {
+        self.bytes
+            .get(..self.len)
+            .and_then(|b| CStr::from_bytes_with_nul(b).ok())
+            .unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mounting
+
+/// Mounts a FUSE filesystem on `mountpoint` (an existing directory) and returns the [`Mount`]
+/// that owns its `/dev/fuse` fd.
+///
+/// The mount point is resolved to its canonical absolute path first (through
+/// `/proc/self/fd`; without `/proc` it is used as given), so a later `chdir` cannot make the
+/// unmount miss. `mount(2)` gets `source` = fsname (else subtype, else `/dev/fuse`), type
+/// `fuse.<subtype>` (or `fuse`), the `MS_*` flags and the kernel options of `options`.
+///
+/// The kernel queues `FUSE_INIT` on the fd; until a server answers it, any access to the
+/// mount blocks (fuse-protocol.md §1.1), so answer it before touching the mount.
+///
+/// # Errors
+/// Every failure leaves nothing mounted. [`MountError::NotRoot`], [`MountError::NoFuseDevice`],
+/// [`MountError::FuseDevicePermission`], [`MountError::OpenFuseDevice`],
+/// [`MountError::MountPointNotFound`], [`MountError::NotADirectory`],
+/// [`MountError::BadMountPoint`], [`MountError::MountPointAccess`], [`MountError::Mount`].
+pub fn mount<P: AsMountPoint + ?Sized>(
+    mountpoint: &P,
+    options: &MountOptions,
+) -> Result<Mount, MountError> {
+    let given = CPathBuf::from_bytes(mountpoint.as_mount_point_bytes())?;
+    let mut target = CPathBuf {
+        bytes: [0; PATH_MAX],
+        len: 0,
+    };
+    target.len = sys::resolve_dir(given.as_c_str(), &mut target.bytes).map_err(|e| match e {
+        Errno::NOENT => MountError::MountPointNotFound,
+        Errno::NOTDIR => MountError::NotADirectory,
+        Errno::NAMETOOLONG => MountError::BadMountPoint,
+        e => MountError::MountPointAccess(e),
+    })?;
+    let target_c = target.as_c_str();
+
+    let device = open_device(options.nonblocking)?;
+
+    let bad_option = || MountError::BadOptionValue(OptionName::new("fsname"));
+    let mut fstype = heapless::String::<{ MAX_SUBTYPE_LEN + 6 }>::new();
+    let typed = if options.subtype.is_empty() {
+        write!(fstype, "fuse\0")
+    } else {
+        write!(fstype, "fuse.{}\0", options.subtype)
+    };
+    typed.map_err(|_| bad_option())?;
+    let fstype = CStr::from_bytes_with_nul(fstype.as_bytes()).map_err(|_| bad_option())?;
+    let mut source = heapless::String::<{ MAX_FSNAME_LEN + 1 }>::new();
+    let name = [&options.fsname[..], &options.subtype[..], "/dev/fuse"]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .unwrap_or("/dev/fuse");
+    write!(source, "{name}\0").map_err(|_| bad_option())?;
+    let source = CStr::from_bytes_with_nul(source.as_bytes()).map_err(|_| bad_option())?;
+    let extra = options
+        .kernel_extra()
+        .map_err(|_| MountError::BadOptionValue(OptionName::new("max_read")))?;
+
+    sys::mount_fuse(&sys::FuseMount {
+        device: device.as_fd(),
+        source,
+        target: target_c,
+        fstype,
+        flags: options.flags(),
+        root_type: linux_raw_sys::general::S_IFDIR,
+        extra: &extra,
+    })
+    .map_err(|e| match e {
+        Errno::PERM => MountError::NotRoot,
+        e => MountError::Mount(e),
+    })?;
+
+    // Learn which mount we just made, without a FUSE request (see `sys::mount_id`).
+    let id = match sys::mount_id(target_c) {
+        Ok(id) => id,
+        Err(e) => {
+            // Cannot happen short of a concurrent unmount; leave nothing behind regardless.
+            let _ = sys::unmount(target_c, true);
+            return Err(MountError::Mount(e));
+        }
+    };
+    Ok(Mount {
+        guard: MountGuard {
+            path: target,
+            id,
+            armed: true,
+        },
+        fd: device,
+    })
+}
+
+/// Opens `/dev/fuse`, mapping its errors to their causes.
+fn open_device(nonblocking: bool) -> Result<OwnedFd, MountError> {
+    sys::open_device(nonblocking).map_err(|e| match e {
+        Errno::NOENT | Errno::NODEV | Errno::NXIO => MountError::NoFuseDevice,
+        Errno::ACCESS | Errno::PERM => MountError::FuseDevicePermission(e),
+        e => MountError::OpenFuseDevice(e),
+    })
+}
+
+/// A mounted FUSE filesystem and the `/dev/fuse` fd that serves it.
+///
+/// Dropping it unmounts lazily (`MNT_DETACH`) if the mount is still there and still on top of
+/// its mount point, then closes the fd. Drop never panics and never unmounts a filesystem
+/// that someone else mounted over or in place of ours.
+pub struct Mount {
+    // Field order is drop order: unmount first, then close the device.
+    guard: MountGuard,
+    fd: OwnedFd,
+}
+
+impl Mount {
+    /// The `/dev/fuse` fd: read requests from it and write replies to it.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The canonical mount point.
+    pub fn mountpoint(&self) -> &CStr {
+        self.guard.mountpoint()
+    }
+
+    /// The canonical mount point as a `Path`.
+    #[cfg(feature = "std")]
+    pub fn mountpoint_path(&self) -> &std::path::Path {
+        self.guard.mountpoint_path()
+    }
+
+    /// The FUSE connection number: the `N` of `/sys/fs/fuse/connections/N`.
+    pub fn connection(&self) -> u32 {
+        self.guard.connection()
+    }
+
+    /// Whether this mount is still in `/proc/self/mountinfo` (false once anyone unmounted it).
+    pub fn is_mounted(&self) -> bool {
+        self.guard.is_mounted()
+    }
+
+    /// Opens a new `/dev/fuse` fd on the same connection (`FUSE_DEV_IOC_CLONE`, fuse-protocol.md
+    /// §1.5), for a second event loop. Replies must go to the fd the request was read from.
+    ///
+    /// # Errors
+    /// The [`mount`] errors for opening `/dev/fuse`, or [`MountError::Clone`].
+    pub fn clone_fd(&self, nonblocking: bool) -> Result<OwnedFd, MountError> {
+        let new = open_device(nonblocking)?;
+        sys::clone_device(self.fd.as_fd(), new.as_fd()).map_err(MountError::Clone)?;
+        Ok(new)
+    }
+
+    /// Aborts the connection (`/sys/fs/fuse/connections/N/abort`): pending and future
+    /// requests fail, reads on the fd return ENODEV (or ECONNABORTED), and accesses to the
+    /// mount return ENOTCONN until it is unmounted. Mounts `fusectl` there first if needed.
+    ///
+    /// # Errors
+    /// [`MountError::Abort`].
+    pub fn abort(&self) -> Result<(), MountError> {
+        self.guard.abort()
+    }
+
+    /// Unmounts, then closes the fd.
+    ///
+    /// Tries a plain `umount2(2)` first. If the kernel answers EBUSY (a process has a file
+    /// open, or its working directory, inside the mount) it falls back to a lazy
+    /// `MNT_DETACH` unmount: the mount disappears from the namespace now and the kernel
+    /// finishes when the last user is gone. That fallback still returns `Ok(())`.
+    /// If someone else unmounted it already this is `Ok(())` too.
+    ///
+    /// # Errors
+    /// [`MountError::Unmount`]: EBUSY if another filesystem was mounted over it (it is then
+    /// left mounted), or the errno of `umount2`.
+    pub fn unmount(self) -> Result<(), MountError> {
+        let (fd, guard) = self.into_parts();
+        let result = guard.unmount();
+        drop(fd);
+        result
+    }
+
+    /// Splits into the fd and a guard that unmounts when dropped, for a caller that wants to
+    /// own or close the fd itself. Closing the last fd of a connection aborts it: the mount
+    /// stays, answering ENOTCONN, until the guard unmounts it.
+    pub fn into_parts(self) -> (OwnedFd, MountGuard) {
+        (self.fd, self.guard)
+    }
+}
+
+impl fmt::Debug for Mount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mount")
+            .field("mountpoint", &self.mountpoint())
+            .field("connection", &self.connection())
+            .field("fd", &self.fd)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Unmounts a FUSE mount when dropped: the part of a [`Mount`] that is not the fd.
+pub struct MountGuard {
+    path: CPathBuf,
+    id: sys::MountId,
+    /// False once unmounted through [`MountGuard::unmount`].
+    armed: bool,
+}
+
+/// Where our mount stands relative to its mount point.
+enum Place {
+    /// It is the topmost mount there (or we could not tell and it is listed as mounted).
+    OnTop,
+    /// It is mounted, but something else is mounted over it.
+    Covered,
+    /// It is not mounted any more.
+    Gone,
+}
+
+impl MountGuard {
+    /// The canonical mount point.
+    pub fn mountpoint(&self) -> &CStr {
+        self.path.as_c_str()
+    }
+
+    /// The canonical mount point as a `Path`.
+    #[cfg(feature = "std")]
+    pub fn mountpoint_path(&self) -> &std::path::Path {
+        let bytes = self.mountpoint().to_bytes();
+        std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes))
+    }
+
+    /// The FUSE connection number: the kernel's internal `dev_t` of the superblock,
+    /// `(major << 20) | minor` (fuse-protocol.md §1.4; major is 0 for FUSE).
+    pub fn connection(&self) -> u32 {
+        (self.id.dev_major << 20) | self.id.dev_minor
+    }
+
+    /// Whether this mount is still listed in `/proc/self/mountinfo` (its mount id and device
+    /// number). Without a readable mountinfo, whether it is still on top of its mount point.
+    pub fn is_mounted(&self) -> bool {
+        match sys::mountinfo_contains(self.id.mnt_id, self.id.dev_major, self.id.dev_minor) {
+            Ok(listed) => listed,
+            Err(_) => self.on_top() == Some(true),
+        }
+    }
+
+    /// See [`Mount::abort`].
+    ///
+    /// # Errors
+    /// [`MountError::Abort`].
+    pub fn abort(&self) -> Result<(), MountError> {
+        sys::abort_connection(self.connection()).map_err(MountError::Abort)
+    }
+
+    /// See [`Mount::unmount`].
+    ///
+    /// # Errors
+    /// [`MountError::Unmount`].
+    pub fn unmount(mut self) -> Result<(), MountError> {
+        self.armed = false;
+        let path = self.path.as_c_str();
+        match self.place() {
+            Place::Gone => Ok(()),
+            Place::Covered => Err(MountError::Unmount(Errno::BUSY)),
+            Place::OnTop => match sys::unmount(path, false) {
+                Err(Errno::BUSY) => sys::unmount(path, true).map_err(MountError::Unmount),
+                Err(Errno::INVAL) if !self.is_mounted() => Ok(()),
+                other => other.map_err(MountError::Unmount),
+            },
+        }
+    }
+
+    /// Whether the topmost mount at our path is ours; `None` if `statx` failed.
+    fn on_top(&self) -> Option<bool> {
+        let now = sys::mount_id(self.path.as_c_str()).ok()?;
+        Some(match (self.id.unique, now.unique) {
+            (Some(ours), Some(top)) => ours == top,
+            _ => now == self.id,
+        })
+    }
+
+    fn place(&self) -> Place {
+        match self.on_top() {
+            Some(true) => Place::OnTop,
+            Some(false) if self.is_mounted() => Place::Covered,
+            Some(false) => Place::Gone,
+            // The path cannot be examined: if the mount is listed (or mountinfo cannot be
+            // read), try by path anyway rather than leave it behind.
+            None => {
+                match sys::mountinfo_contains(self.id.mnt_id, self.id.dev_major, self.id.dev_minor)
+                {
+                    Ok(false) => Place::Gone,
+                    Ok(true) | Err(_) => Place::OnTop,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if self.armed && matches!(self.place(), Place::OnTop) {
+            // Nothing useful can be done with an error here; `unmount` reports them.
+            let _ = sys::unmount(self.path.as_c_str(), true);
+        }
+    }
+}
+
+impl fmt::Debug for MountGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MountGuard")
+            .field("mountpoint", &self.mountpoint())
+            .field("connection", &self.connection())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_name_is_cut_at_a_char_boundary() {
+        let long = "é".repeat(20); // 40 bytes
+        let name = OptionName::new(&long);
+        assert_eq!(name.as_str(), "é".repeat(16));
+        assert!(name.truncated);
+        let short = OptionName::new("allow_other");
+        assert_eq!(short.as_str(), "allow_other");
+        assert!(!short.truncated);
+    }
+
+    #[test]
+    fn entries_split_on_unescaped_commas() {
+        let parts: heapless::Vec<&str, 8> = split_entries(r"a,b\,c,,d\\,e").collect();
+        assert_eq!(&parts[..], [r"a", r"b\,c", "", r"d\\", "e"]);
+        assert_eq!(
+            split_entries("").collect::<heapless::Vec<&str, 2>>()[..],
+            [""]
+        );
+    }
+
+    #[test]
+    fn flags_table_covers_every_flag() {
+        for flag in FLAGS {
+            assert!(MountOptions::new().set_flag(flag), "{flag}");
+        }
+    }
+
+    #[test]
+    fn kernel_extra_fits() {
+        let mut o = MountOptions::new();
+        o.default_permissions(true)
+            .allow_other(true)
+            .max_read(u32::MAX);
+        assert_eq!(
+            o.kernel_extra().unwrap().as_str(),
+            ",default_permissions,allow_other,max_read=4294967295"
+        );
+    }
+
+    #[test]
+    fn mount_path_limits() {
+        assert_eq!(
+            CPathBuf::from_bytes(b"").err(),
+            Some(MountError::BadMountPoint)
+        );
+        assert_eq!(
+            CPathBuf::from_bytes(b"/a\0b").err(),
+            Some(MountError::BadMountPoint)
+        );
+        let max = [b'a'; PATH_MAX - 1];
+        assert_eq!(
+            CPathBuf::from_bytes(&max)
+                .unwrap()
+                .as_c_str()
+                .to_bytes()
+                .len(),
+            PATH_MAX - 1
+        );
+        let over = [b'a'; PATH_MAX];
+        assert_eq!(
+            CPathBuf::from_bytes(&over).err(),
+            Some(MountError::BadMountPoint)
+        );
+    }
+}

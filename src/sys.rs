@@ -1,0 +1,382 @@
+//! Raw `/dev/fuse` and mount system calls.
+//!
+//! This is the only module of the root crate that may use `unsafe` (STYLE.md rule 5), and it
+//! needs it once: the `FUSE_DEV_IOC_CLONE` ioctl. Everything else goes through rustix's safe
+//! wrappers. Raw fd numbers never leave this module: callers get [`OwnedFd`]/[`BorrowedFd`],
+//! and the one place a number must be spelled out (the `fd=N` mount option) is built here.
+//!
+//! Nothing here allocates; every buffer is on the stack with a fixed size.
+#![allow(unsafe_code)]
+
+use core::ffi::CStr;
+use core::fmt::Write as _;
+
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, StatxFlags};
+use rustix::io::{self, Errno};
+use rustix::ioctl::{Opcode, Setter};
+use rustix::mount::{MountFlags, UnmountFlags};
+
+/// The FUSE character device (misc 10:229).
+pub(crate) const FUSE_DEVICE: &CStr = c"/dev/fuse";
+
+/// The device number of `/dev/fuse` (`MISC_MAJOR`, `FUSE_MINOR` in include/linux/miscdevice.h).
+const FUSE_DEVICE_NUMBER: (u32, u32) = (10, 229);
+
+/// Where the `fusectl` filesystem is mounted (fuse-protocol.md §1.4).
+const FUSECTL_DIR: &CStr = c"/sys/fs/fuse/connections";
+
+/// `PATH_MAX` from `<linux/limits.h>`, including the terminating NUL.
+pub(crate) const PATH_MAX: usize = linux_raw_sys::general::PATH_MAX as usize;
+
+/// `FUSE_DEV_IOC_CLONE` as rustix's opcode type (`c_uint` on the raw Linux backend).
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "`Opcode` is `c_ulong` on some libc backends"
+)]
+const FUSE_DEV_IOC_CLONE: Opcode = ringfuse_abi::kernel::FUSE_DEV_IOC_CLONE as Opcode;
+
+/// A small stack buffer for formatted C strings (`/proc/self/fd/N`, the mount data, ...).
+struct CBuf<const N: usize>(heapless::String<N>);
+
+impl<const N: usize> CBuf<N> {
+    const fn new() -> Self {
+        Self(heapless::String::new())
+    }
+
+    /// NUL-terminates the text and views it as a C string. ENAMETOOLONG if it does not fit,
+    /// EINVAL if the text holds a NUL byte.
+    fn c_str(&mut self) -> io::Result<&CStr> {
+        self.0.push('\0').map_err(|_| Errno::NAMETOOLONG)?;
+        CStr::from_bytes_with_nul(self.0.as_bytes()).map_err(|_| Errno::INVAL)
+    }
+}
+
+impl<const N: usize> core::fmt::Write for CBuf<N> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.push_str(s).map_err(|_| core::fmt::Error)
+    }
+}
+
+/// Opens `/dev/fuse` read-write and close-on-exec, optionally non-blocking.
+///
+/// The fd is kept above 2 so that it can never be mistaken for stdin, stdout or stderr (a
+/// process started with those closed would otherwise get 0, 1 or 2 here; fuser asserts the
+/// same, fuse-protocol.md §1.1).
+pub(crate) fn open_device(nonblocking: bool) -> io::Result<OwnedFd> {
+    let mut flags = OFlags::RDWR | OFlags::CLOEXEC;
+    if nonblocking {
+        flags |= OFlags::NONBLOCK;
+    }
+    let fd = rustix::fs::open(FUSE_DEVICE, flags, Mode::empty())?;
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // The duplicate shares the open file description, so O_NONBLOCK carries over; the low
+    // fd is closed when `fd` drops.
+    io::fcntl_dupfd_cloexec(&fd, 3)
+}
+
+/// `FUSE_DEV_IOC_CLONE`: attaches `new`, a freshly opened `/dev/fuse` fd (see
+/// [`open_device`]), to the connection of `session` (fuse-protocol.md §1.5). All fds of a
+/// connection share its input queue; a reply must go to the fd its request was read from.
+///
+/// Errors: EINVAL if `new` is attached already or `session` is not a FUSE device fd.
+pub(crate) fn clone_device(session: BorrowedFd<'_>, new: BorrowedFd<'_>) -> io::Result<()> {
+    // The proof below needs `new` to be the FUSE device: check instead of trusting callers.
+    let st = rustix::fs::statx(new, c"", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
+    let is_char = FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::CharacterDevice;
+    if !is_char || (st.stx_rdev_major, st.stx_rdev_minor) != FUSE_DEVICE_NUMBER {
+        return Err(Errno::NOTTY);
+    }
+    let old = u32::try_from(session.as_raw_fd()).map_err(|_| Errno::BADF)?;
+    // SAFETY:
+    // - `Setter::new` requires `OPCODE` to be a valid opcode: `FUSE_DEV_IOC_CLONE` is
+    //   `_IOR(229, 0, uint32_t)` from include/uapi/linux/fuse.h, encoded by `ringfuse_abi` with
+    //   the generic `_IOC` layout of x86, arm and riscv (checked against rustix's encoder in
+    //   this module's tests).
+    // - and `Input` (`u32`) to be the type the kernel expects: `fuse_dev_ioctl_clone` (fs/fuse/
+    //   dev.c) does `get_user(oldfd, (__u32 __user *)arg)`, a plain `u32` that it only reads,
+    //   which is why the read-only `Setter` pattern (not `Getter`) is the right one.
+    let clone = unsafe { Setter::<FUSE_DEV_IOC_CLONE, u32>::new(old) };
+    // SAFETY:
+    // - `ioctl` requires the `Ioctl` value to describe the call correctly: established above.
+    // - The kernel reads 4 bytes from the `Setter`'s own storage, which lives across the call,
+    //   and writes no user memory (`fuse_dev_ioctl_clone` only calls `get_user`). `new` is
+    //   the character device 10:229 (checked just above), so the call reaches the FUSE
+    //   driver's `fuse_dev_ioctl` and no other driver's ioctl table.
+    // - Side effects: `new` joins the connection. No Rust-visible memory changes and no fd
+    //   changes owner (`session` and `new` stay open and owned by the caller).
+    unsafe { rustix::ioctl::ioctl(new, clone) }
+}
+
+/// What `statx` says about a path without ever sending a FUSE request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MountId {
+    /// `stx_mnt_id` without `STATX_MNT_ID_UNIQUE`: the id `/proc/self/mountinfo` shows.
+    pub(crate) mnt_id: u64,
+    /// `STATX_MNT_ID_UNIQUE` (Linux 6.8+): never reused, so it tells "our mount" apart from a
+    /// later mount that got the same recycled `mnt_id` and device number.
+    pub(crate) unique: Option<u64>,
+    /// `stx_dev_major` of the superblock.
+    pub(crate) dev_major: u32,
+    /// `stx_dev_minor` of the superblock.
+    pub(crate) dev_minor: u32,
+}
+
+/// Identifies the mount on top of `path`.
+///
+/// Safe to call on a FUSE mount whose server never answered `FUSE_INIT`: the path walk only
+/// crosses into the FUSE root (no lookup, no `d_revalidate`), and `fuse_getattr` keeps only
+/// the basic-stats and btime bits of the request mask, so asking for `STATX_MNT_ID_UNIQUE`
+/// alone (or nothing) plus `AT_STATX_DONT_SYNC` makes it fill the result from the cached
+/// inode instead of sending `FUSE_GETATTR` (fs/fuse/dir.c `fuse_update_get_attr`). The mount
+/// id and the device number are filled in by the VFS whatever the mask. The mount tests
+/// exercise this on mounts that never get an INIT reply.
+pub(crate) fn mount_id(path: &CStr) -> io::Result<MountId> {
+    let flags = AtFlags::STATX_DONT_SYNC | AtFlags::NO_AUTOMOUNT;
+    let unique_flag = StatxFlags::from_bits_retain(linux_raw_sys::general::STATX_MNT_ID_UNIQUE);
+    let first = rustix::fs::statx(CWD, path, flags, unique_flag)?;
+    if first.stx_mask & unique_flag.bits() == 0 {
+        // Before Linux 6.8: `stx_mnt_id` already is the old id.
+        return Ok(MountId {
+            mnt_id: first.stx_mnt_id,
+            unique: None,
+            dev_major: first.stx_dev_major,
+            dev_minor: first.stx_dev_minor,
+        });
+    }
+    let old = rustix::fs::statx(CWD, path, flags, StatxFlags::empty())?;
+    Ok(MountId {
+        mnt_id: old.stx_mnt_id,
+        unique: Some(first.stx_mnt_id),
+        dev_major: old.stx_dev_major,
+        dev_minor: old.stx_dev_minor,
+    })
+}
+
+/// Opens a prospective mount point, checks that it is a directory and writes its canonical
+/// absolute path (NUL-terminated) into `out`, returning the length including the NUL.
+///
+/// Errors: the `statx`/`open` errno (ENOENT: missing, ENOTDIR: a parent or the path itself
+/// is not a directory, ENOTCONN: a dead FUSE mount is in the way, ...). If `/proc` is not
+/// mounted the path is used as given.
+pub(crate) fn resolve_dir(path: &CStr, out: &mut [u8]) -> io::Result<usize> {
+    // O_PATH: no open of the directory itself, only the path walk.
+    let dir = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+    let st = rustix::fs::statx(&dir, c"", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
+    if FileType::from_raw_mode(u32::from(st.stx_mode)) != FileType::Directory {
+        return Err(Errno::NOTDIR);
+    }
+    let mut link = CBuf::<32>::new();
+    write!(link, "/proc/self/fd/{}", dir.as_raw_fd()).map_err(|_| Errno::NAMETOOLONG)?;
+    // Leave room for the NUL; a result that fills the room may have been cut short.
+    let room = out.len().saturating_sub(1);
+    let buf = out.get_mut(..room).ok_or(Errno::NAMETOOLONG)?;
+    match rustix::fs::readlinkat_raw(CWD, link.c_str()?, &mut *buf) {
+        Ok(n) if n >= room => Err(Errno::NAMETOOLONG),
+        Ok(n) if buf.first() == Some(&b'/') => {
+            let nul = out.get_mut(n).ok_or(Errno::NAMETOOLONG)?;
+            *nul = 0;
+            Ok(n + 1)
+        }
+        // No /proc (or an odd answer): use the path as given; a relative one stays
+        // relative to the current directory.
+        _ => {
+            let given = path.to_bytes_with_nul();
+            let dst = out.get_mut(..given.len()).ok_or(Errno::NAMETOOLONG)?;
+            dst.copy_from_slice(given);
+            Ok(given.len())
+        }
+    }
+}
+
+/// What [`mount_fuse`] passes to `mount(2)`.
+pub(crate) struct FuseMount<'a> {
+    /// The `/dev/fuse` fd that will serve the mount.
+    pub(crate) device: BorrowedFd<'a>,
+    /// `source`: fsname, else subtype, else `/dev/fuse` (as libfuse does).
+    pub(crate) source: &'a CStr,
+    /// `target`: the mount point.
+    pub(crate) target: &'a CStr,
+    /// `filesystemtype`: `fuse` or `fuse.<subtype>`.
+    pub(crate) fstype: &'a CStr,
+    /// `MS_*` flags.
+    pub(crate) flags: MountFlags,
+    /// The file type bits (`S_IFMT`) of the mount point, for `rootmode=`.
+    pub(crate) root_type: u32,
+    /// Kernel options appended after the four mandatory ones, each starting with a comma
+    /// (`,default_permissions,allow_other,max_read=N`).
+    pub(crate) extra: &'a str,
+}
+
+/// `mount(2)` of a FUSE filesystem with the four mandatory options
+/// `fd=N,rootmode=<octal>,user_id=U,group_id=G` (fs/fuse/inode.c `fuse_fill_super`) followed
+/// by `extra`. `user_id`/`group_id` are the real ids of this process, as libfuse passes them.
+pub(crate) fn mount_fuse(m: &FuseMount<'_>) -> io::Result<()> {
+    let mut data = CBuf::<256>::new();
+    write!(
+        data,
+        "fd={},rootmode={:o},user_id={},group_id={}{}",
+        m.device.as_fd().as_raw_fd(),
+        m.root_type,
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw(),
+        m.extra,
+    )
+    .map_err(|_| Errno::NAMETOOLONG)?;
+    rustix::mount::mount(m.source, m.target, m.fstype, m.flags, data.c_str()?)
+}
+
+/// `umount2(target, 0)` or, with `lazy`, `umount2(target, MNT_DETACH)`.
+pub(crate) fn unmount(target: &CStr, lazy: bool) -> io::Result<()> {
+    let flags = if lazy {
+        UnmountFlags::DETACH
+    } else {
+        UnmountFlags::empty()
+    };
+    retry_on_eintr(|| rustix::mount::unmount(target, flags))
+}
+
+/// Writes `1` to `/sys/fs/fuse/connections/<conn>/abort`, mounting `fusectl` there first if
+/// it is not mounted yet (fuse-protocol.md §1.4). That `fusectl` mount is left in place: it
+/// is system-wide, like the one systemd makes at boot.
+pub(crate) fn abort_connection(conn: u32) -> io::Result<()> {
+    let mut path = CBuf::<64>::new();
+    write!(path, "/sys/fs/fuse/connections/{conn}/abort").map_err(|_| Errno::NAMETOOLONG)?;
+    let path = path.c_str()?;
+    match write_one(path) {
+        Err(Errno::NOENT) => {
+            match rustix::mount::mount(
+                c"fusectl",
+                FUSECTL_DIR,
+                c"fusectl",
+                MountFlags::empty(),
+                None,
+            ) {
+                // EBUSY: fusectl is mounted already, so the connection really is gone.
+                Ok(()) | Err(Errno::BUSY) => write_one(path),
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Writes the single byte `1` to a sysfs-like control file.
+fn write_one(path: &CStr) -> io::Result<()> {
+    let file = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let n = retry_on_eintr(|| io::write(&file, b"1"))?;
+    if n == 1 { Ok(()) } else { Err(Errno::IO) }
+}
+
+/// Whether `/proc/self/mountinfo` lists a mount with id `mnt_id` on device `major:minor`.
+///
+/// Streams the file through a 4 KiB stack buffer and keeps only the first 64 bytes of each
+/// line (the id, parent id and `major:minor` fields fit in 44), so lines of any length work.
+pub(crate) fn mountinfo_contains(mnt_id: u64, major: u32, minor: u32) -> io::Result<bool> {
+    let file = rustix::fs::open(
+        c"/proc/self/mountinfo",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut chunk = [0_u8; 4096];
+    let mut head = heapless::Vec::<u8, 64>::new();
+    loop {
+        let n = retry_on_eintr(|| io::read(&file, &mut chunk))?;
+        let Some(read) = chunk.get(..n) else {
+            return Err(Errno::IO);
+        };
+        if read.is_empty() {
+            return Ok(!head.is_empty() && line_is(&head, mnt_id, major, minor));
+        }
+        for &byte in read {
+            if byte == b'\n' {
+                if line_is(&head, mnt_id, major, minor) {
+                    return Ok(true);
+                }
+                head.clear();
+            } else {
+                // A full `head` just drops the rest of a long line: we only need its start.
+                let _ = head.push(byte);
+            }
+        }
+    }
+}
+
+/// Whether a mountinfo line (or its first bytes) starts `<mnt_id> <parent> <major>:<minor> `.
+fn line_is(line: &[u8], mnt_id: u64, major: u32, minor: u32) -> bool {
+    let mut fields = line.split(|&b| b == b' ');
+    let id = fields.next().and_then(parse_dec);
+    let _parent = fields.next();
+    let dev = fields.next().and_then(|d| {
+        let mut parts = d.splitn(2, |&b| b == b':');
+        Some((parse_dec(parts.next()?)?, parse_dec(parts.next()?)?))
+    });
+    id == Some(mnt_id) && dev == Some((u64::from(major), u64::from(minor)))
+}
+
+/// Parses a non-empty run of ASCII digits; `None` on anything else or overflow.
+pub(crate) fn parse_dec(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0_u64, |acc, &d| {
+        let digit = char::from(d).to_digit(10)?;
+        acc.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+/// Repeats `f` while it fails with EINTR.
+fn retry_on_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => {}
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_line_prefix() {
+        let line = b"44 29 0:52 / /tmp/.tmpAbC rw,nosuid,nodev,relatime - fuse.t src rw,user_id=0";
+        assert!(line_is(line, 44, 0, 52));
+        assert!(!line_is(line, 45, 0, 52));
+        assert!(!line_is(line, 44, 0, 53));
+        assert!(!line_is(b"44 29", 44, 0, 52));
+        assert!(!line_is(b"", 44, 0, 52));
+        assert!(!line_is(b"x 29 0:52 /", 44, 0, 52));
+        // A cut-off line keeps its first fields.
+        assert!(line_is(&line[..20], 44, 0, 52));
+    }
+
+    #[test]
+    fn decimal() {
+        assert_eq!(parse_dec(b"0"), Some(0));
+        assert_eq!(parse_dec(b"4294967295"), Some(4_294_967_295));
+        assert_eq!(parse_dec(b"18446744073709551616"), None);
+        assert_eq!(parse_dec(b""), None);
+        assert_eq!(parse_dec(b"1a"), None);
+    }
+
+    #[test]
+    fn clone_opcode_matches_rustix() {
+        assert_eq!(
+            FUSE_DEV_IOC_CLONE,
+            rustix::ioctl::opcode::read::<u32>(229, 0),
+            "_IOR(229, 0, uint32_t)"
+        );
+    }
+
+    #[test]
+    fn own_mount_is_listed() {
+        // procfs reports its own device number, so its mountinfo line matches `statx`.
+        let id = mount_id(c"/proc").unwrap();
+        assert!(mountinfo_contains(id.mnt_id, id.dev_major, id.dev_minor).unwrap());
+        assert!(!mountinfo_contains(u64::MAX, id.dev_major, id.dev_minor).unwrap());
+    }
+}
