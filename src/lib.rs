@@ -1,11 +1,51 @@
 //! ringfuse: Linux FUSE filesystems served by one io_uring event loop per CPU.
 //!
-//! This crate is being built up issue by issue; today it re-exports the protocol crate
-//! ([`abi`]) and the io_uring crate ([`ring`]) that the runtime stands on.
-#![no_std]
+//! A filesystem implements [`Filesystem`]; a [`Session`] mounts it and serves its requests
+//! on the calling thread. Requests arrive as io_uring completions and replies leave as
+//! submissions, one `io_uring_enter` per batch; every buffer is allocated when the session
+//! starts, so no request allocates.
+//!
+//! # Layers
+//! - [`abi`]: the FUSE protocol (structs, parsing, encoding), `no_std`;
+//! - [`ring`]: io_uring through raw syscalls, `no_std`;
+//! - [`mount`]: mounting as root through `/dev/fuse` and `mount(2)`;
+//! - the session: INIT negotiation, the loop of the classic transport, dispatch to the
+//!   [`Filesystem`] methods, typed in-place [`reply`]s, deferred replies, notifications.
+//!
+//! `unsafe` lives in `sys` (device ioctls, signals), `classic` and `notifier` (handing the
+//! kernel slot buffers for READ and WRITE), each block with its proof.
+#![cfg_attr(not(feature = "std"), no_std)]
 
 pub use ringfuse_abi as abi;
 pub use ringfuse_ring as ring;
 
+mod attr;
+mod classic;
+mod cx;
+mod dispatch;
+mod error;
+mod fs;
+mod init;
 pub mod mount;
+mod notifier;
+pub mod reply;
+mod session;
+mod slab;
+mod stats;
 mod sys;
+
+pub use abi::Errno;
+pub use attr::{Attr, Entry, FileType, NodeId, Timestamp};
+pub use cx::{Cx, MAX_TAG};
+pub use error::Error;
+pub use fs::{CopyRange, Filesystem, InitConfig, IoctlArgs, SetAttr, TimeOrNow};
+pub use init::Negotiated;
+pub use reply::{
+    Deferred, DirFill, DirPlusFill, Done, FileLock, Reply, ReplyAttr, ReplyBmap, ReplyCopied,
+    ReplyCreate, ReplyData, ReplyDir, ReplyDirPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock,
+    ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyStatx, ReplyWrite, ReplyXattr, Statfs,
+};
+#[cfg(feature = "std")]
+pub use session::StopHandle;
+pub use session::{Config, MAX_SLOTS, Session, Transport};
+pub use stats::Stats;

@@ -1,7 +1,8 @@
 //! Raw `/dev/fuse` and mount system calls.
 //!
-//! This is the only module of the root crate that may use `unsafe` (STYLE.md rule 5), and it
-//! needs it once: the `FUSE_DEV_IOC_CLONE` ioctl. Everything else goes through rustix's safe
+//! This module holds the root crate's system-level `unsafe` (STYLE.md rule 5): the
+//! `FUSE_DEV_IOC_CLONE` ioctl, the notification WRITE (whose buffer the notifier owns), and
+//! the signal mask of the signal watcher. Everything else goes through rustix's safe
 //! wrappers. Raw fd numbers never leave this module: callers get [`OwnedFd`]/[`BorrowedFd`],
 //! and the one place a number must be spelled out (the `fd=N` mount option) is built here.
 //!
@@ -334,6 +335,158 @@ fn retry_on_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
             Err(Errno::INTR) => {}
             other => return other,
         }
+    }
+}
+
+/// An `IORING_OP_WRITE` of one notification message to `/dev/fuse`, flagged `IOSQE_ASYNC`
+/// so that io_uring runs it on a worker thread: a notification may wait for a kernel lock
+/// held by a request the loop has yet to answer (fuse-protocol.md §4.2), so it must never
+/// run inline in the loop's `io_uring_enter`.
+///
+/// The caller must keep `msg` valid and unmodified until the completion with `user_data`
+/// is reaped; the notifier does so by marking the buffer busy until then.
+pub(crate) fn notify_write_sqe(
+    fuse: BorrowedFd<'_>,
+    msg: &[u8],
+    user_data: u64,
+) -> ringfuse_ring::Sqe {
+    // SAFETY:
+    // - `msg` is a buffer of the notifier's pool, which lives as long as the session's loop
+    //   (the loop waits for every notification write before returning, `Notifier::busy`);
+    // - the notifier marks the buffer busy until this SQE's completion (`user_data`) is
+    //   reaped, so nothing writes it meanwhile.
+    let sqe = unsafe { ringfuse_ring::Sqe::write(fuse, msg, 0) };
+    sqe.user_data(user_data)
+        .flags(ringfuse_ring::IoringSqeFlags::ASYNC)
+}
+
+/// An eventfd the session's loop reads to learn that it should stop.
+#[cfg(feature = "std")]
+pub(crate) fn stop_event() -> io::Result<OwnedFd> {
+    rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
+}
+
+/// Watches SIGINT and SIGTERM while a session runs: they are blocked in the thread that
+/// runs the loop (and so in threads it starts), and a small thread waits for them with
+/// `sigwait(3)` and then writes the stop eventfd. Dropping the watch wakes and joins that
+/// thread and restores the mask.
+///
+/// rustix exposes no stable API for signal masks, so this uses the `libc` crate, which the
+/// `std` feature enables (std links libc anyway; builds without `std` have no signal
+/// handling and no libc).
+#[cfg(feature = "std")]
+pub(crate) struct SignalWatch {
+    old_mask: libc::sigset_t,
+    thread: Option<std::thread::JoinHandle<()>>,
+    watcher: std::sync::Arc<std::sync::OnceLock<libc::pthread_t>>,
+    done: std::sync::Arc<core::sync::atomic::AtomicBool>,
+}
+
+#[cfg(feature = "std")]
+fn watched_signals() -> libc::sigset_t {
+    // SAFETY: `sigset_t` is a plain array of integers, for which all-zero is valid.
+    let mut set: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `sigemptyset` needs a valid pointer to a `sigset_t`: a local.
+    unsafe { libc::sigemptyset(&raw mut set) };
+    // SAFETY: as above, for `sigaddset`; SIGINT is a valid signal number.
+    unsafe { libc::sigaddset(&raw mut set, libc::SIGINT) };
+    // SAFETY: as above; SIGTERM is a valid signal number.
+    unsafe { libc::sigaddset(&raw mut set, libc::SIGTERM) };
+    set
+}
+
+#[cfg(feature = "std")]
+impl SignalWatch {
+    pub(crate) fn start(stop: std::sync::Arc<OwnedFd>) -> io::Result<Self> {
+        use core::sync::atomic::{AtomicBool, Ordering};
+        let set = watched_signals();
+        // SAFETY: `sigset_t` is a plain array of integers, for which all-zero is valid.
+        let mut old_mask: libc::sigset_t = unsafe { core::mem::zeroed() };
+        // SAFETY:
+        // - `pthread_sigmask` needs valid pointers for the new and old sets: a local
+        //   initialized by `watched_signals`, and a local it fills in;
+        // - blocking SIGINT/SIGTERM in this thread only delays their delivery to the
+        //   watcher's `sigwait`; the old mask is restored on drop.
+        let rc =
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, &raw mut old_mask) };
+        if rc != 0 {
+            return Err(Errno::from_raw_os_error(rc));
+        }
+        let watcher = std::sync::Arc::new(std::sync::OnceLock::new());
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let (watcher2, done2) = (
+            std::sync::Arc::clone(&watcher),
+            std::sync::Arc::clone(&done),
+        );
+        let thread = std::thread::Builder::new()
+            .name("ringfuse-signals".into())
+            .spawn(move || {
+                // SAFETY: `pthread_self` has no preconditions.
+                let _ = watcher2.set(unsafe { libc::pthread_self() });
+                let set = watched_signals();
+                loop {
+                    let mut sig = 0;
+                    // SAFETY:
+                    // - `sigwait` needs a valid set and a valid out pointer: both locals;
+                    // - the set is blocked in this thread (inherited from the spawning
+                    //   thread's mask, set above), so the signals wait for us here.
+                    let rc = unsafe { libc::sigwait(&raw const set, &raw mut sig) };
+                    if done2.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if rc == 0 {
+                        let _ = rustix::io::write(&*stop, &1u64.to_ne_bytes());
+                    }
+                }
+            });
+        let Ok(thread) = thread else {
+            restore_mask(&old_mask);
+            return Err(Errno::AGAIN);
+        };
+        Ok(Self {
+            old_mask,
+            thread: Some(thread),
+            watcher,
+            done,
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+fn restore_mask(old: &libc::sigset_t) {
+    // SAFETY:
+    // - `pthread_sigmask` needs a valid pointer to the set to install (a reference) and
+    //   accepts a null old-set pointer.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, core::ptr::null_mut());
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        use core::sync::atomic::Ordering;
+        self.done.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            // The watcher publishes its id before it first waits; wake it with a signal it
+            // waits for, after `done` is set, so it returns instead of stopping a session.
+            let id = loop {
+                if let Some(id) = self.watcher.get() {
+                    break *id;
+                }
+                std::thread::yield_now();
+            };
+            // SAFETY:
+            // - `pthread_kill` needs a live thread id: the watcher has not returned (it
+            //   returns only after this signal, when it sees `done`), and it was not
+            //   joined yet;
+            // - SIGTERM is blocked in the watcher, which consumes it with `sigwait`.
+            unsafe {
+                libc::pthread_kill(id, libc::SIGTERM);
+            }
+            let _ = t.join();
+        }
+        restore_mask(&self.old_mask);
     }
 }
 

@@ -1,0 +1,243 @@
+//! `hello`: the smallest useful ringfuse filesystem, one read-only file.
+//!
+//! ```text
+//! hello MOUNTPOINT [-o OPTIONS]
+//! cat MOUNTPOINT/hello.txt    # Hello, world!
+//! ```
+//!
+//! The root (mode 0555) holds `hello.txt` (mode 0444). Opening it for writing fails with
+//! EACCES; anything else is ENOENT. Serves until unmounted or interrupted (Ctrl-C).
+#![forbid(unsafe_code)]
+
+use core::ffi::CStr;
+use core::time::Duration;
+use std::process::ExitCode;
+
+use ringfuse::abi::flags::FopenFlags;
+use ringfuse::mount::MountOptions;
+use ringfuse::{
+    Attr, Config, Cx, Done, Entry, Errno, FileType, Filesystem, NodeId, ReplyAttr, ReplyData,
+    ReplyDir, ReplyEntry, ReplyOpen, ReplyStatfs, Session, Statfs, Timestamp,
+};
+
+const USAGE: &str = "usage: hello MOUNTPOINT [-o OPTIONS]";
+const TTL: Duration = Duration::from_secs(1);
+const HELLO: NodeId = NodeId(2);
+const NAME: &[u8] = b"hello.txt";
+const CONTENT: &[u8] = b"Hello, world!\n";
+const O_ACCMODE: u32 = 0o3;
+
+struct Hello {
+    /// Mount time: every timestamp.
+    time: Timestamp,
+    uid: u32,
+    gid: u32,
+}
+
+impl Hello {
+    fn attr(&self, node: NodeId) -> Option<Attr> {
+        let mut attr = if node == NodeId::ROOT {
+            let mut a = Attr::new(node.0, FileType::Directory, 0o555, self.time);
+            a.nlink = 2;
+            a
+        } else if node == HELLO {
+            let mut a = Attr::new(node.0, FileType::RegularFile, 0o444, self.time);
+            a.size = CONTENT.len() as u64;
+            a.blocks = 1;
+            a
+        } else {
+            return None;
+        };
+        attr.uid = self.uid;
+        attr.gid = self.gid;
+        Some(attr)
+    }
+}
+
+impl Filesystem for Hello {
+    fn lookup(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        parent: NodeId,
+        name: &CStr,
+        reply: ReplyEntry<'_>,
+    ) -> Done {
+        if parent == HELLO {
+            return reply.error(Errno::ENOTDIR);
+        }
+        match self.attr(HELLO) {
+            Some(attr) if parent == NodeId::ROOT && name.to_bytes() == NAME => {
+                reply.entry(&Entry {
+                    node: HELLO,
+                    generation: 1,
+                    attr,
+                    entry_ttl: TTL,
+                    attr_ttl: TTL,
+                })
+            }
+            _ => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        node: NodeId,
+        _fh: Option<u64>,
+        reply: ReplyAttr<'_>,
+    ) -> Done {
+        match self.attr(node) {
+            Some(attr) => reply.attr(&attr, TTL),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&mut self, _cx: &mut Cx<'_>, node: NodeId, flags: u32, reply: ReplyOpen<'_>) -> Done {
+        if node == NodeId::ROOT {
+            reply.error(Errno::EISDIR)
+        } else if node != HELLO {
+            reply.error(Errno::ENOENT)
+        } else if flags & O_ACCMODE != 0 {
+            reply.error(Errno::EACCES)
+        } else {
+            reply.opened(0, FopenFlags::KEEP_CACHE)
+        }
+    }
+
+    fn read(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        node: NodeId,
+        _fh: u64,
+        offset: u64,
+        _size: u32,
+        reply: ReplyData<'_>,
+    ) -> Done {
+        if node != HELLO {
+            return reply.error(Errno::EISDIR);
+        }
+        // `data` caps the answer at the request's size; past the end it is empty.
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(CONTENT.len());
+        reply.data(&CONTENT[start..])
+    }
+
+    fn opendir(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        node: NodeId,
+        _flags: u32,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
+        if node == NodeId::ROOT {
+            reply.opened(0, FopenFlags::CACHE_DIR)
+        } else {
+            reply.error(Errno::ENOTDIR)
+        }
+    }
+
+    fn readdir(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        node: NodeId,
+        _fh: u64,
+        offset: u64,
+        reply: ReplyDir<'_>,
+    ) -> Done {
+        if node != NodeId::ROOT {
+            return reply.error(Errno::ENOTDIR);
+        }
+        // Cookie of an entry = its position + 1: never 0, and "continue after it".
+        let entries: [(NodeId, FileType, &[u8]); 3] = [
+            (NodeId::ROOT, FileType::Directory, b"."),
+            (NodeId::ROOT, FileType::Directory, b".."),
+            (HELLO, FileType::RegularFile, NAME),
+        ];
+        reply.dir(|fill| {
+            for (cookie, (node, kind, name)) in (1u64..).zip(entries) {
+                if cookie <= offset {
+                    continue;
+                }
+                if !matches!(fill.add(node.0, cookie, kind, name), Ok(true)) {
+                    break;
+                }
+            }
+        })
+    }
+
+    fn statfs(&mut self, _cx: &mut Cx<'_>, _node: NodeId, reply: ReplyStatfs<'_>) -> Done {
+        reply.statfs(&Statfs {
+            blocks: 1,
+            bfree: 0,
+            bavail: 0,
+            files: 2,
+            ffree: 0,
+            bsize: 4096,
+            namelen: 255,
+            frsize: 4096,
+        })
+    }
+}
+
+fn run(mountpoint: &str, options: &[String]) -> Result<(), String> {
+    let fs = Hello {
+        time: Timestamp::now(),
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+    };
+    let mut opts = MountOptions::new();
+    opts.fsname("hello")
+        .and_then(|o| o.subtype("hello"))
+        .map_err(|e| e.to_string())?;
+    for o in options {
+        opts.parse_opts(o).map_err(|e| format!("-o {o}: {e}"))?;
+    }
+    let mut session = Session::new(
+        fs,
+        std::path::Path::new(mountpoint),
+        &opts,
+        Config::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    println!("hello: mounted on {mountpoint}; Ctrl-C or `umount {mountpoint}` to stop");
+    session.run().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let mut mountpoint = None;
+    let mut options = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "-o" => {
+                let Some(o) = args.next() else {
+                    eprintln!("hello: -o needs a value\n{USAGE}");
+                    return ExitCode::from(2);
+                };
+                options.push(o);
+            }
+            s if s.starts_with("-o") => options.push(s[2..].to_owned()),
+            _ if mountpoint.is_none() && !arg.starts_with('-') => mountpoint = Some(arg),
+            _ => {
+                eprintln!("hello: unexpected argument {arg}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(mountpoint) = mountpoint else {
+        eprintln!("hello: missing MOUNTPOINT\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    match run(&mountpoint, &options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("hello: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! `memfs`: a complete in-memory POSIX filesystem on ringfuse.
+//!
+//! ```text
+//! memfs MOUNTPOINT [-o OPTIONS] [--capacity BYTES[K|M|G|T]]
+//! ```
+//!
+//! Serves until unmounted (`umount MOUNTPOINT`) or interrupted (Ctrl-C); everything is lost
+//! then. The filesystem holds at most `--capacity` bytes (default 1 GiB) of file data,
+//! symlink targets and extended attributes, plus 256 bytes per inode; beyond that, writes,
+//! truncates, `fallocate` and creates fail with ENOSPC and `df` shows it full.
+//!
+//! It is mounted with `default_permissions`: the kernel checks mode bits on every
+//! operation, as for tmpfs. Reads do not update atime (as `noatime`).
+//!
+//! Layout: `tree.rs` holds the state and every operation with no I/O (unit-tested there),
+//! `data.rs` the sparse file contents, `fs.rs` the [`ringfuse::Filesystem`] adapter.
+#![forbid(unsafe_code)]
+
+mod data;
+mod fs;
+mod tree;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ringfuse::abi::flags::InitFlags;
+use ringfuse::mount::MountOptions;
+use ringfuse::{Config, Session};
+
+use crate::fs::MemFs;
+use crate::tree::{Caller, INODE_COST};
+
+const USAGE: &str = "usage: memfs MOUNTPOINT [-o OPTIONS] [--capacity BYTES[K|M|G|T]]";
+const DEFAULT_CAPACITY: u64 = 1 << 30;
+
+/// The command line.
+#[derive(Debug, PartialEq, Eq)]
+struct Args {
+    mountpoint: PathBuf,
+    options: Vec<String>,
+    capacity: u64,
+}
+
+/// `1048576`, `64K`, `512m`, `2G`, `1t` (binary multiples).
+fn parse_size(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.as_bytes().last()?.to_ascii_lowercase() {
+        b'k' => (&s[..s.len() - 1], 10),
+        b'm' => (&s[..s.len() - 1], 20),
+        b'g' => (&s[..s.len() - 1], 30),
+        b't' => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Reads the arguments after the program name; `Ok(None)` for `--help`.
+fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, String> {
+    let mut mountpoint = None;
+    let mut options = Vec::new();
+    let mut capacity = DEFAULT_CAPACITY;
+    let mut args = args.into_iter();
+    let text = |a: OsString| {
+        a.into_string()
+            .map_err(|a| format!("not UTF-8: {}", a.to_string_lossy()))
+    };
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-h" | "--help") => return Ok(None),
+            Some("-o") => {
+                let opts = args.next().ok_or("-o needs a value")?;
+                options.push(text(opts)?);
+            }
+            Some("--capacity") => {
+                let v = text(args.next().ok_or("--capacity needs a value")?)?;
+                capacity = parse_size(&v).ok_or(format!("--capacity {v}: not a size"))?;
+            }
+            Some(s) if s.starts_with("-o") => options.push(s[2..].to_owned()),
+            Some(s) if s.starts_with("--capacity=") => {
+                let v = &s["--capacity=".len()..];
+                capacity = parse_size(v).ok_or(format!("--capacity {v}: not a size"))?;
+            }
+            Some(s) if s.starts_with('-') && s.len() > 1 => {
+                return Err(format!("unknown option {s}"));
+            }
+            _ if mountpoint.is_none() => mountpoint = Some(PathBuf::from(arg)),
+            _ => return Err(format!("unexpected argument {}", arg.to_string_lossy())),
+        }
+    }
+    let mountpoint = mountpoint.ok_or("missing MOUNTPOINT")?;
+    if capacity < 2 * INODE_COST {
+        return Err(format!(
+            "--capacity {capacity}: too small (at least {} bytes)",
+            2 * INODE_COST
+        ));
+    }
+    Ok(Some(Args {
+        mountpoint,
+        options,
+        capacity,
+    }))
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let owner = Caller {
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+    };
+    let fs = MemFs::new(args.capacity, owner);
+    let mut opts = MountOptions::new();
+    opts.fsname("memfs")
+        .and_then(|o| o.subtype("memfs"))
+        .map_err(|e| e.to_string())?;
+    opts.default_permissions(true);
+    for o in &args.options {
+        opts.parse_opts(o).map_err(|e| format!("-o {o}: {e}"))?;
+    }
+    let mut session = Session::new(fs, args.mountpoint.as_path(), &opts, Config::default())
+        .map_err(|e| e.to_string())?;
+    println!(
+        "memfs: mounted on {} ({} bytes); Ctrl-C or `umount {}` to stop",
+        args.mountpoint.display(),
+        args.capacity,
+        args.mountpoint.display()
+    );
+    let result = session.run();
+    if let Some(n) = session.negotiated() {
+        println!(
+            "memfs: served {} requests over FUSE 7.{} (kernel 7.{}), max_write {}, readdirplus {}",
+            session.stats().requests(),
+            n.minor,
+            n.kernel_minor,
+            n.max_write,
+            if n.has(InitFlags::DO_READDIRPLUS) {
+                "on"
+            } else {
+                "off"
+            },
+        );
+    }
+    result.map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            eprintln!("memfs: {msg}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("memfs: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(v.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("99999999999T"), None);
+    }
+
+    #[test]
+    fn command_line() {
+        let a = args(&["/mnt", "-o", "allow_other,ro", "--capacity", "1M"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.mountpoint, PathBuf::from("/mnt"));
+        assert_eq!(a.options, ["allow_other,ro"]);
+        assert_eq!(a.capacity, 1 << 20);
+        let a = args(&["-oro", "--capacity=2k", "/m"]).unwrap().unwrap();
+        assert_eq!((a.options.len(), a.capacity), (1, 2048));
+        assert_eq!(args(&["--help"]), Ok(None));
+        assert!(args(&[]).is_err());
+        assert!(args(&["/a", "/b"]).is_err());
+        assert!(args(&["/a", "--capacity", "1"]).is_err());
+        assert!(args(&["/a", "-x"]).is_err());
+    }
+}

@@ -1,0 +1,257 @@
+//! [`Cx`]: what a [`Filesystem`](crate::Filesystem) method can do besides answering its own
+//! request — see who is asking, resume a deferred request, submit its own ring operations,
+//! and notify the kernel.
+
+use core::ffi::CStr;
+
+use rustix::fd::BorrowedFd;
+
+use crate::abi::Errno;
+use crate::abi::flags::NotifyEntryFlags;
+use crate::abi::notify::{self, NotifyError};
+use crate::attr::NodeId;
+use crate::notifier::Notifier;
+use crate::reply::{Deferred, Outcome, Reply};
+use crate::ring::{Ring, Sqe};
+use crate::slab::SlabView;
+use crate::stats::Stats;
+
+/// Who sent a request (`fuse_in_header`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Info {
+    pub unique: u64,
+    pub nodeid: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+/// The loop's parts a filesystem call may use.
+pub(crate) struct Env<'a> {
+    /// Reply buffers of the other slots, for [`Cx::resume`].
+    pub slab: SlabView<'a>,
+    /// Counts slots whose reply was resumed and must be sent after this call.
+    pub resumed: &'a mut u32,
+    /// Room left before the header in a slot's reply area (16 for `/dev/fuse`, where the
+    /// header precedes the payload in one buffer).
+    pub header_room: usize,
+    /// The ring and the device, absent when no ring backs this session (in-memory tests).
+    pub io: Option<Io<'a>>,
+    /// Counters.
+    pub stats: &'a mut Stats,
+}
+
+/// The ring and the `/dev/fuse` descriptor.
+pub(crate) struct Io<'a> {
+    pub ring: &'a mut Ring,
+    pub fuse: BorrowedFd<'a>,
+    pub notifier: &'a mut Notifier,
+}
+
+/// Tags of ring operations a filesystem submits are its own, up to 2^56 − 1; the top byte
+/// of `user_data` says whose a completion is.
+pub const MAX_TAG: u64 = (1 << crate::session::KIND_SHIFT) - 1;
+
+/// The context of one filesystem call: the caller's identity and the loop's services.
+pub struct Cx<'a> {
+    pub(crate) info: Info,
+    pub(crate) env: Env<'a>,
+}
+
+impl Cx<'_> {
+    /// The request's `unique` (0 outside a request, for example in
+    /// [`Filesystem::completion`](crate::Filesystem::completion)).
+    pub fn unique(&self) -> u64 {
+        self.info.unique
+    }
+
+    /// The node the request is about.
+    pub fn node(&self) -> NodeId {
+        NodeId(self.info.nodeid)
+    }
+
+    /// The calling process's user id (as mapped into the mount's user namespace).
+    pub fn uid(&self) -> u32 {
+        self.info.uid
+    }
+
+    /// The calling process's group id.
+    pub fn gid(&self) -> u32 {
+        self.info.gid
+    }
+
+    /// The calling process's id (0 for requests the kernel makes on its own, such as
+    /// writeback).
+    pub fn pid(&self) -> u32 {
+        self.info.pid
+    }
+
+    /// Turns a deferred request back into its reply, to answer it now.
+    ///
+    /// `None` if the token is stale: the request was interrupted (the session already
+    /// answered `EINTR`) — the slot is released all the same, so always resume a token
+    /// once.
+    pub fn resume<K>(&mut self, deferred: Deferred<K>) -> Option<Reply<'_, K>> {
+        let header_room = self.env.header_room;
+        let (area, meta) = self.env.slab.reply_of(deferred.slot as usize)?;
+        if !meta.fs_holds || meta.unique != deferred.unique {
+            return None;
+        }
+        meta.fs_holds = false;
+        meta.resumed = true;
+        *self.env.resumed += 1;
+        if meta.answered {
+            meta.outcome.0 = Outcome::Pending;
+            return None;
+        }
+        let payload = area.get_mut(header_room..)?;
+        Some(Reply::resumed(payload, &mut meta.outcome.0, deferred))
+    }
+
+    /// Submits a ring operation of the filesystem's own. Its completion comes back through
+    /// [`Filesystem::completion`](crate::Filesystem::completion) with `tag` (at most
+    /// [`MAX_TAG`]); the `user_data` set on `sqe` is replaced.
+    ///
+    /// The memory an operation points at must stay valid until its completion (the
+    /// `unsafe` constructors of [`Sqe`] say so); the filesystem owns it.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a tag above [`MAX_TAG`]; `EOPNOTSUPP` where no ring backs the session
+    /// (the in-memory transport); `EBUSY` if the submission queue is full even after
+    /// submitting what it held; other errors of `io_uring_enter`.
+    pub fn submit(&mut self, sqe: &Sqe, tag: u64) -> Result<(), Errno> {
+        if tag > MAX_TAG {
+            return Err(Errno::EINVAL);
+        }
+        let io = self.env.io.as_mut().ok_or(Errno::EOPNOTSUPP)?;
+        let sqe = sqe.user_data(crate::session::fs_user_data(tag));
+        crate::session::push(io.ring, &sqe, self.env.stats)?;
+        self.env.stats.fs_ops_in_flight += 1;
+        Ok(())
+    }
+
+    fn notify(
+        &mut self,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, NotifyError>,
+    ) -> Result<(), Errno> {
+        let io = self.env.io.as_mut().ok_or(Errno::EOPNOTSUPP)?;
+        io.notifier.send(io.ring, io.fuse, self.env.stats, encode)
+    }
+
+    /// Tells the kernel that `node`'s attributes (and, if `offset >= 0`, its cached data
+    /// from `offset` for `len` bytes, `len <= 0` meaning to the end) are stale
+    /// (`FUSE_NOTIFY_INVAL_INODE`).
+    ///
+    /// Notifications are written asynchronously and never block the loop; a full
+    /// notification queue answers `EAGAIN`. Never send one about a directory or inode from
+    /// inside the handler of a request on it (fuse-protocol.md §4.2): the kernel may hold
+    /// its lock while waiting for that reply.
+    ///
+    /// # Errors
+    ///
+    /// `EAGAIN` when every notification buffer is in flight; `EOPNOTSUPP` without a ring.
+    pub fn notify_inval_inode(&mut self, node: NodeId, offset: i64, len: i64) -> Result<(), Errno> {
+        self.notify(|b| notify::inval_inode(b, node.0, offset, len))
+    }
+
+    /// Tells the kernel to forget the name `parent/name` (`FUSE_NOTIFY_INVAL_ENTRY`);
+    /// with `expire_only` it only expires it (needs a kernel offering `HAS_EXPIRE_ONLY`).
+    ///
+    /// # Errors
+    ///
+    /// As [`notify_inval_inode`](Self::notify_inval_inode); `EINVAL` for an invalid name.
+    pub fn notify_inval_entry(
+        &mut self,
+        parent: NodeId,
+        name: &CStr,
+        expire_only: bool,
+    ) -> Result<(), Errno> {
+        let flags = if expire_only {
+            NotifyEntryFlags::EXPIRE_ONLY
+        } else {
+            NotifyEntryFlags::EMPTY
+        };
+        self.notify(|b| notify::inval_entry(b, parent.0, name.to_bytes(), flags))
+    }
+
+    /// Tells the kernel that `parent/name`, which was `child`, is gone
+    /// (`FUSE_NOTIFY_DELETE`).
+    ///
+    /// # Errors
+    ///
+    /// As [`notify_inval_entry`](Self::notify_inval_entry).
+    pub fn notify_delete(
+        &mut self,
+        parent: NodeId,
+        child: NodeId,
+        name: &CStr,
+    ) -> Result<(), Errno> {
+        self.notify(|b| notify::delete(b, parent.0, child.0, name.to_bytes()))
+    }
+
+    /// Puts `data` into `node`'s page cache at `offset` (`FUSE_NOTIFY_STORE`).
+    ///
+    /// # Errors
+    ///
+    /// As [`notify_inval_inode`](Self::notify_inval_inode); `E2BIG` if `data` does not fit
+    /// a notification buffer.
+    pub fn notify_store(&mut self, node: NodeId, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        self.notify(|b| notify::store(b, node.0, offset, data))
+    }
+
+    /// Asks the kernel for `size` bytes of `node`'s cached data from `offset`
+    /// (`FUSE_NOTIFY_RETRIEVE`); the answer arrives as
+    /// [`Filesystem::retrieve_reply`](crate::Filesystem::retrieve_reply) with
+    /// `notify_unique`.
+    ///
+    /// # Errors
+    ///
+    /// As [`notify_inval_inode`](Self::notify_inval_inode).
+    pub fn notify_retrieve(
+        &mut self,
+        notify_unique: u64,
+        node: NodeId,
+        offset: u64,
+        size: u32,
+    ) -> Result<(), Errno> {
+        self.notify(|b| notify::retrieve(b, notify_unique, node.0, offset, size))
+    }
+
+    /// Wakes the pollers waiting on `kh` (`FUSE_NOTIFY_POLL`), the handle a POLL request
+    /// carried.
+    ///
+    /// # Errors
+    ///
+    /// As [`notify_inval_inode`](Self::notify_inval_inode).
+    pub fn notify_poll(&mut self, kh: u64) -> Result<(), Errno> {
+        self.notify(|b| notify::poll_wakeup(b, kh))
+    }
+
+    /// Invalidates every cached dentry at once (`FUSE_NOTIFY_INC_EPOCH`, 7.44).
+    ///
+    /// # Errors
+    ///
+    /// As [`notify_inval_inode`](Self::notify_inval_inode).
+    pub fn notify_inc_epoch(&mut self) -> Result<(), Errno> {
+        self.notify(notify::inc_epoch)
+    }
+
+    /// Asks the kernel to drop unused cached inodes of `nodes`, so that FORGETs follow
+    /// (`FUSE_NOTIFY_PRUNE`, 7.45).
+    ///
+    /// # Errors
+    ///
+    /// As [`notify_store`](Self::notify_store).
+    pub fn notify_prune(&mut self, nodes: &[u64]) -> Result<(), Errno> {
+        self.notify(|b| notify::prune(b, nodes))
+    }
+}
+
+/// The errno a notification encoding error stands for.
+pub(crate) fn notify_errno(e: NotifyError) -> Errno {
+    match e {
+        NotifyError::BufferTooSmall { .. } | NotifyError::TooLarge => Errno::E2BIG,
+        _ => Errno::EINVAL,
+    }
+}

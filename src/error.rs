@@ -1,0 +1,82 @@
+//! The errors a session reports to its user, each naming the cause and the fix.
+
+use core::fmt;
+
+use crate::abi::Errno;
+use crate::mount::MountError;
+use crate::ring::SetupError;
+
+/// Why a session could not start or had to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Mounting or unmounting failed.
+    Mount(MountError),
+    /// The io_uring could not be set up.
+    Ring(SetupError),
+    /// A system call of the loop failed.
+    Io {
+        /// What the loop was doing.
+        what: &'static str,
+        /// The error.
+        errno: Errno,
+    },
+    /// The kernel's INIT could not be answered: its protocol is too old (EPROTO), or the
+    /// filesystem's [`init`](crate::Filesystem::init) refused with this error.
+    Init(Errno),
+    /// The configuration is not usable.
+    Config(&'static str),
+    /// [`Session::run`](crate::Session::run) was called again after the session ended.
+    Ended,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Mount(e) => write!(f, "{e}"),
+            Error::Ring(e) => write!(
+                f,
+                "cannot set up io_uring: {e} (is io_uring allowed? check \
+                 /proc/sys/kernel/io_uring_disabled, which must be 0, and seccomp filters)"
+            ),
+            Error::Io { what, errno } => write!(f, "{what} failed: {errno}"),
+            Error::Init(e) if *e == Errno::EPROTO => f.write_str(
+                "the kernel speaks a FUSE protocol major version below 7, which ringfuse \
+                 does not support (every Linux since 2.6.14 speaks 7)",
+            ),
+            Error::Init(e) => write!(f, "the filesystem refused the kernel's INIT: {e}"),
+            Error::Config(what) => write!(f, "invalid configuration: {what}"),
+            Error::Ended => f.write_str(
+                "this session has already run and ended; mount a new one with Session::new",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Error::Mount(e) => Some(e),
+            Error::Ring(e) => Some(e),
+            Error::Io { errno, .. } | Error::Init(errno) => Some(errno),
+            Error::Config(_) | Error::Ended => None,
+        }
+    }
+}
+
+impl From<MountError> for Error {
+    fn from(e: MountError) -> Self {
+        Error::Mount(e)
+    }
+}
+
+impl From<SetupError> for Error {
+    fn from(e: SetupError) -> Self {
+        Error::Ring(e)
+    }
+}
+
+/// Converts rustix's errno (what syscalls return) into the protocol's.
+pub(crate) fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::new_or_eio(e.raw_os_error())
+}
