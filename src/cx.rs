@@ -32,9 +32,6 @@ pub(crate) struct Env<'a> {
     pub slab: SlabView<'a>,
     /// Counts slots whose reply was resumed and must be sent after this call.
     pub resumed: &'a mut u32,
-    /// Room left before the header in a slot's reply area (16 for `/dev/fuse`, where the
-    /// header precedes the payload in one buffer).
-    pub header_room: usize,
     /// The ring and the device, absent when no ring backs this session (in-memory tests).
     pub io: Option<Io<'a>>,
     /// Counters.
@@ -92,7 +89,6 @@ impl Cx<'_> {
     /// answered `EINTR`) — the slot is released all the same, so always resume a token
     /// once.
     pub fn resume<K>(&mut self, deferred: Deferred<K>) -> Option<Reply<'_, K>> {
-        let header_room = self.env.header_room;
         let (area, meta) = self.env.slab.reply_of(deferred.slot as usize)?;
         if !meta.fs_holds || meta.unique != deferred.unique {
             return None;
@@ -104,8 +100,7 @@ impl Cx<'_> {
             meta.outcome.0 = Outcome::Pending;
             return None;
         }
-        let payload = area.get_mut(header_room..)?;
-        Some(Reply::resumed(payload, &mut meta.outcome.0, deferred))
+        Some(Reply::resumed(area, &mut meta.outcome.0, deferred))
     }
 
     /// Submits a ring operation of the filesystem's own. Its completion comes back through

@@ -28,6 +28,12 @@ pub enum Error {
     Config(&'static str),
     /// [`Session::run`](crate::Session::run) was called again after the session ended.
     Ended,
+    /// [`TransportMode::Native`](crate::TransportMode::Native) was asked for, but the
+    /// kernel's FUSE-over-io_uring switch is off.
+    NativeOff,
+    /// [`TransportMode::Native`](crate::TransportMode::Native) was asked for, but this
+    /// kernel has no FUSE-over-io_uring (Linux 6.14+ with `CONFIG_FUSE_IO_URING`).
+    NativeUnsupported,
 }
 
 impl fmt::Display for Error {
@@ -49,6 +55,16 @@ impl fmt::Display for Error {
             Error::Ended => f.write_str(
                 "this session has already run and ended; mount a new one with Session::new",
             ),
+            Error::NativeOff => f.write_str(
+                "the kernel's FUSE-over-io_uring is switched off; turn it on (as root) with \
+                 `echo Y > /sys/module/fuse/parameters/enable_uring`, or use \
+                 TransportMode::Auto to fall back to the /dev/fuse transport",
+            ),
+            Error::NativeUnsupported => f.write_str(
+                "this kernel has no FUSE-over-io_uring (/sys/module/fuse/parameters/enable_uring \
+                 is missing: it needs Linux 6.14+ built with CONFIG_FUSE_IO_URING); use \
+                 TransportMode::Auto or Classic",
+            ),
         }
     }
 }
@@ -59,7 +75,7 @@ impl core::error::Error for Error {
             Error::Mount(e) => Some(e),
             Error::Ring(e) => Some(e),
             Error::Io { errno, .. } | Error::Init(errno) => Some(errno),
-            Error::Config(_) | Error::Ended => None,
+            Error::Config(_) | Error::Ended | Error::NativeOff | Error::NativeUnsupported => None,
         }
     }
 }

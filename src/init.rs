@@ -112,10 +112,13 @@ pub(crate) const fn clamp_max_write(max_write: u32) -> u32 {
 }
 
 /// Works out the answer to `init`. `configure` is the filesystem's
-/// [`init`](crate::Filesystem::init) hook; `max_write` the session's buffer limit.
+/// [`init`](crate::Filesystem::init) hook; `max_write` the session's buffer limit;
+/// `transport` the flags the transport itself asks for (`OVER_IO_URING` once its entries
+/// are ready), granted only if offered.
 pub(crate) fn negotiate(
     init: &fuse_init_in,
     max_write: u32,
+    transport: InitFlags,
     configure: impl FnOnce(&mut InitConfig) -> Result<(), Errno>,
 ) -> InitOutcome {
     let ours = |minor| fuse_init_out {
@@ -144,7 +147,11 @@ pub(crate) fn negotiate(
     if let Err(e) = configure(&mut cfg) {
         return InitOutcome::Fail(e);
     }
-    let mut flags = cfg.want.difference(REFUSED).intersection(offered);
+    let mut flags = cfg
+        .want
+        .difference(REFUSED)
+        .union(transport)
+        .intersection(offered);
     // flags2 is read only with INIT_EXT; keep the two consistent.
     if !offered.contains(InitFlags::INIT_EXT) {
         flags = InitFlags(flags.0 & u64::from(u32::MAX));
@@ -179,6 +186,49 @@ pub(crate) fn negotiate(
 mod tests {
     use super::*;
 
+    fn negotiate_fs(
+        init: &fuse_init_in,
+        max_write: u32,
+        configure: impl FnOnce(&mut InitConfig) -> Result<(), Errno>,
+    ) -> InitOutcome {
+        negotiate(init, max_write, InitFlags::EMPTY, configure)
+    }
+
+    #[test]
+    fn over_io_uring_only_from_the_transport_and_if_offered() {
+        let offered = offered_618() | InitFlags::OVER_IO_URING;
+        let InitOutcome::Reply(_, n) = negotiate(
+            &kernel_init(offered),
+            4096,
+            InitFlags::OVER_IO_URING,
+            |cfg| {
+                cfg.want |= InitFlags::OVER_IO_URING;
+                Ok(())
+            },
+        ) else {
+            panic!()
+        };
+        assert!(n.has(InitFlags::OVER_IO_URING));
+        // The filesystem alone can't ask for it (it is the transport's to set)...
+        let InitOutcome::Reply(_, n) = negotiate_fs(&kernel_init(offered), 4096, |cfg| {
+            cfg.want |= InitFlags::OVER_IO_URING;
+            Ok(())
+        }) else {
+            panic!()
+        };
+        assert!(!n.has(InitFlags::OVER_IO_URING));
+        // ...and the transport gets it only when the kernel offers it.
+        let InitOutcome::Reply(_, n) = negotiate(
+            &kernel_init(offered_618()),
+            4096,
+            InitFlags::OVER_IO_URING,
+            |_| Ok(()),
+        ) else {
+            panic!()
+        };
+        assert!(!n.has(InitFlags::OVER_IO_URING));
+    }
+
     fn kernel_init(flags: InitFlags) -> fuse_init_in {
         fuse_init_in {
             major: 7,
@@ -198,7 +248,7 @@ mod tests {
     #[test]
     fn answers_wanted_and_offered_only() {
         let offered = InitFlags::ASYNC_READ | InitFlags::INIT_EXT | InitFlags::MAX_PAGES;
-        let InitOutcome::Reply(out, n) = negotiate(&kernel_init(offered), 128 * 1024, |cfg| {
+        let InitOutcome::Reply(out, n) = negotiate_fs(&kernel_init(offered), 128 * 1024, |cfg| {
             cfg.want |= InitFlags::DO_READDIRPLUS | InitFlags::POSIX_LOCKS;
             Ok(())
         }) else {
@@ -215,14 +265,14 @@ mod tests {
     #[test]
     fn readdirplus_only_when_asked() {
         let all = offered_618();
-        let InitOutcome::Reply(_, n) = negotiate(&kernel_init(all), 1 << 20, |_| Ok(())) else {
+        let InitOutcome::Reply(_, n) = negotiate_fs(&kernel_init(all), 1 << 20, |_| Ok(())) else {
             panic!()
         };
         assert!(!n.has(InitFlags::DO_READDIRPLUS));
         assert!(!n.has(InitFlags::READDIRPLUS_AUTO));
         assert!(n.has(InitFlags::MAX_PAGES));
         assert_eq!(n.max_pages, 256);
-        let InitOutcome::Reply(_, n) = negotiate(&kernel_init(all), 1 << 20, |cfg| {
+        let InitOutcome::Reply(_, n) = negotiate_fs(&kernel_init(all), 1 << 20, |cfg| {
             cfg.want |= InitFlags::DO_READDIRPLUS;
             Ok(())
         }) else {
@@ -234,7 +284,7 @@ mod tests {
     #[test]
     fn refused_flags_never_pass() {
         let all = InitFlags(u64::MAX);
-        let InitOutcome::Reply(out, n) = negotiate(&kernel_init(all), 4096, |cfg| {
+        let InitOutcome::Reply(out, n) = negotiate_fs(&kernel_init(all), 4096, |cfg| {
             cfg.want = InitFlags(u64::MAX);
             Ok(())
         }) else {
@@ -247,7 +297,7 @@ mod tests {
     #[test]
     fn no_flags2_without_init_ext() {
         let offered = InitFlags(u64::from(u32::MAX) & !InitFlags::INIT_EXT.0);
-        let InitOutcome::Reply(out, _) = negotiate(&kernel_init(offered), 4096, |cfg| {
+        let InitOutcome::Reply(out, _) = negotiate_fs(&kernel_init(offered), 4096, |cfg| {
             cfg.want |= InitFlags::PASSTHROUGH;
             Ok(())
         }) else {
@@ -262,21 +312,21 @@ mod tests {
         let mut init = kernel_init(InitFlags::EMPTY);
         init.major = 8;
         assert!(
-            matches!(negotiate(&init, 4096, |_| Ok(())), InitOutcome::VersionOnly(o) if o.major == 7 && o.minor == 45)
+            matches!(negotiate_fs(&init, 4096, |_| Ok(())), InitOutcome::VersionOnly(o) if o.major == 7 && o.minor == 45)
         );
         init.major = 6;
         assert_eq!(
-            negotiate(&init, 4096, |_| Ok(())),
+            negotiate_fs(&init, 4096, |_| Ok(())),
             InitOutcome::Fail(Errno::EPROTO)
         );
         init.major = 7;
         init.minor = 31;
-        let InitOutcome::Reply(out, _) = negotiate(&init, 4096, |_| Ok(())) else {
+        let InitOutcome::Reply(out, _) = negotiate_fs(&init, 4096, |_| Ok(())) else {
             panic!()
         };
         assert_eq!(out.minor, 31);
         init.minor = 50;
-        let InitOutcome::Reply(out, _) = negotiate(&init, 4096, |_| Ok(())) else {
+        let InitOutcome::Reply(out, _) = negotiate_fs(&init, 4096, |_| Ok(())) else {
             panic!()
         };
         assert_eq!(out.minor, 45);
@@ -285,7 +335,7 @@ mod tests {
     #[test]
     fn filesystem_can_refuse() {
         assert_eq!(
-            negotiate(&kernel_init(InitFlags::EMPTY), 4096, |_| Err(Errno::EPERM)),
+            negotiate_fs(&kernel_init(InitFlags::EMPTY), 4096, |_| Err(Errno::EPERM)),
             InitOutcome::Fail(Errno::EPERM)
         );
     }
@@ -298,7 +348,7 @@ mod tests {
         assert_eq!(request_buffer_size(4096), 69632);
         assert_eq!(request_buffer_size(1 << 20), (1 << 20) + 4096);
         let InitOutcome::Reply(out, _) =
-            negotiate(&kernel_init(InitFlags::EMPTY), 1 << 20, |cfg| {
+            negotiate_fs(&kernel_init(InitFlags::EMPTY), 1 << 20, |cfg| {
                 cfg.max_readahead = u32::MAX;
                 cfg.congestion_threshold = 1000;
                 Ok(())

@@ -12,18 +12,19 @@
 //! - the session: INIT negotiation, the loop of the classic transport, dispatch to the
 //!   [`Filesystem`] methods, typed in-place [`reply`]s, deferred replies, notifications.
 //!
-//! `unsafe` lives in `sys` (device ioctls, signals), `classic` and `notifier` (handing the
-//! kernel slot buffers for READ and WRITE), each block with its proof.
+//! `unsafe` lives in `sys` (device ioctls, signals, the notification WRITE) and
+//! `event_loop` (handing the kernel slot buffers for READ, WRITE and the native
+//! transport's commands), each block with its proof.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub use ringfuse_abi as abi;
 pub use ringfuse_ring as ring;
 
 mod attr;
-mod classic;
 mod cx;
 mod dispatch;
 mod error;
+mod event_loop;
 mod fs;
 mod init;
 pub mod mount;
@@ -47,5 +48,5 @@ pub use reply::{
 };
 #[cfg(feature = "std")]
 pub use session::StopHandle;
-pub use session::{Config, MAX_SLOTS, Session, Transport};
+pub use session::{Config, MAX_SLOTS, Session, Transport, TransportMode};
 pub use stats::Stats;

@@ -2,6 +2,7 @@
 //! both transports share.
 
 use crate::abi::Errno;
+use crate::abi::flags::InitFlags;
 use crate::abi::kernel::fuse_out_header;
 use crate::abi::reply as enc;
 use crate::abi::request::{Operation, ParseConfig, ParseError, Request, parse_header};
@@ -12,6 +13,7 @@ use crate::fs::Filesystem;
 use crate::init::{InitOutcome, Negotiated, negotiate};
 use crate::reply::Outcome;
 use crate::ring::{PushError, Ring, Sqe};
+use crate::slab::SlotKind;
 use crate::stats::Stats;
 
 /// The top byte of a completion's `user_data` says what it belongs to.
@@ -22,6 +24,7 @@ pub(crate) const KIND_NOTIFY: u64 = 3;
 pub(crate) const KIND_STOP: u64 = 4;
 pub(crate) const KIND_FS: u64 = 5;
 pub(crate) const KIND_CANCEL: u64 = 6;
+pub(crate) const KIND_ENTRY: u64 = 7;
 
 pub(crate) const fn user_data(kind: u64, index: u64) -> u64 {
     (kind << KIND_SHIFT) | (index & ((1 << KIND_SHIFT) - 1))
@@ -72,6 +75,11 @@ pub struct Config {
     /// Open `/dev/fuse` non-blocking. Default true: a READ that io_uring cannot complete
     /// at once then fails fast instead of parking an io-wq worker in the kernel.
     pub nonblocking_device: bool,
+    /// The transport: [`TransportMode::Auto`] by default.
+    pub transport: TransportMode,
+    /// Entries registered per queue (one queue per possible CPU) with the native
+    /// transport. Default 2.
+    pub queue_depth: u16,
     /// READs kept armed on `/dev/fuse` at once. Default 1: each READ armed on the device
     /// is woken by every new request, and the losers of that race were measured to be
     /// handed to io-wq worker threads (see `Loop`); one armed READ, re-armed on the next
@@ -92,6 +100,8 @@ impl Default for Config {
             handle_signals: cfg!(feature = "std"),
             nonblocking_device: true,
             reads_in_flight: 1,
+            transport: TransportMode::Auto,
+            queue_depth: 2,
         }
     }
 }
@@ -125,6 +135,20 @@ impl Config {
         self
     }
 
+    /// Sets [`transport`](Self::transport).
+    #[must_use]
+    pub fn transport(mut self, mode: TransportMode) -> Self {
+        self.transport = mode;
+        self
+    }
+
+    /// Sets [`queue_depth`](Self::queue_depth).
+    #[must_use]
+    pub fn queue_depth(mut self, n: u16) -> Self {
+        self.queue_depth = n;
+        self
+    }
+
     /// Sets [`reads_in_flight`](Self::reads_in_flight).
     #[must_use]
     pub fn reads_in_flight(mut self, n: u16) -> Self {
@@ -147,6 +171,9 @@ impl Config {
         if self.reads_in_flight == 0 || self.reads_in_flight > self.slots {
             return Err(Error::Config("reads_in_flight must be between 1 and slots"));
         }
+        if self.queue_depth == 0 {
+            return Err(Error::Config("queue_depth must be at least 1"));
+        }
         if usize::from(self.notify_slots) > crate::notifier::MAX_NOTIFY {
             return Err(Error::Config("notify_slots must be at most 32"));
         }
@@ -159,7 +186,7 @@ impl Config {
     /// The buffer memory one loop of this configuration uses, in bytes: `slots` request
     /// and reply buffers plus the notification buffers.
     pub fn buffer_bytes(&self) -> usize {
-        let layout = crate::classic::layout(self);
+        let layout = crate::event_loop::layout(self);
         layout.size(usize::from(self.slots))
             + crate::notifier::Notifier::bytes(
                 usize::from(self.notify_slots),
@@ -221,12 +248,15 @@ impl<F: Filesystem> Core<F> {
 
     /// Handles one request: INIT and INTERRUPT here, everything else through
     /// [`dispatch`]. `payload` is where the reply's payload goes.
+    /// `native`: answer an INIT with `FUSE_OVER_IO_URING` if the kernel offers it (the
+    /// transport has its entries ready).
     pub(crate) fn handle(
         &mut self,
         env: Env<'_>,
         slot: u32,
         req: &Request<'_>,
         payload: &mut [u8],
+        native: bool,
     ) -> Action {
         let h = &req.header;
         let info = Info {
@@ -237,7 +267,7 @@ impl<F: Filesystem> Core<F> {
             pid: h.pid,
         };
         match req.op {
-            Operation::Init { arg } => return self.init(&arg, h.unique, payload),
+            Operation::Init { arg } => return self.init(&arg, h.unique, payload, native),
             Operation::Interrupt { arg } => {
                 interrupt(&mut self.fs, env, info, arg.unique);
                 return Action::Nothing;
@@ -285,9 +315,15 @@ impl<F: Filesystem> Core<F> {
         arg: &crate::abi::kernel::fuse_init_in,
         unique: u64,
         payload: &mut [u8],
+        native: bool,
     ) -> Action {
         let fs = &mut self.fs;
-        match negotiate(arg, self.max_write, |cfg| fs.init(cfg)) {
+        let extra = if native {
+            InitFlags::OVER_IO_URING
+        } else {
+            InitFlags::EMPTY
+        };
+        match negotiate(arg, self.max_write, extra, |cfg| fs.init(cfg)) {
             InitOutcome::Reply(out, negotiated) => {
                 self.parse = ParseConfig::from_init_flags(negotiated.flags);
                 self.negotiated = Some(negotiated);
@@ -316,7 +352,9 @@ fn interrupt<F: Filesystem>(fs: &mut F, env: Env<'_>, info: Info, target: u64) {
         .slab
         .meta
         .iter_mut()
-        .find(|m| m.fs_holds && !m.answered && m.unique == target)
+        // Native entries are not interrupted: answering one commits the entry, which the
+        // kernel may refill while the filesystem's own I/O still uses its buffers.
+        .find(|m| m.kind == SlotKind::Dev && m.fs_holds && !m.answered && m.unique == target)
     else {
         return;
     };
@@ -346,6 +384,8 @@ pub struct Session<F: Filesystem> {
     core: Core<F>,
     mount: Option<crate::mount::Mount>,
     config: Config,
+    /// Whether the native transport will be offered to the kernel.
+    native: bool,
     stats: Stats,
     #[cfg(feature = "std")]
     stop: std::sync::Arc<rustix::fd::OwnedFd>,
@@ -357,6 +397,22 @@ pub struct Session<F: Filesystem> {
 pub enum Transport {
     /// Requests read from and replies written to `/dev/fuse`, through the loop's ring.
     Classic,
+    /// The kernel's FUSE-over-io_uring (Linux 6.14+): requests arrive in registered ring
+    /// entries and replies are committed with one `uring_cmd` each.
+    Native,
+}
+
+/// Which transport a session should use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportMode {
+    /// Native when the kernel offers it, else classic.
+    #[default]
+    Auto,
+    /// Always classic.
+    Classic,
+    /// Native, or an error saying how to enable it.
+    Native,
 }
 
 impl<F: Filesystem> Session<F> {
@@ -374,6 +430,7 @@ impl<F: Filesystem> Session<F> {
         config: Config,
     ) -> Result<Self, Error> {
         config.validate()?;
+        let native = native_wanted(config.transport)?;
         #[cfg(feature = "std")]
         let stop = std::sync::Arc::new(crate::sys::stop_event().map_err(|e| Error::Io {
             what: "creating the stop eventfd",
@@ -386,6 +443,7 @@ impl<F: Filesystem> Session<F> {
             core: Core::new(fs, crate::init::clamp_max_write(config.max_write)),
             mount: Some(mount),
             config,
+            native,
             stats: Stats::default(),
             #[cfg(feature = "std")]
             stop,
@@ -431,8 +489,20 @@ impl<F: Filesystem> Session<F> {
         } else {
             None
         };
-        let layout = crate::classic::layout(&self.config);
-        let slots = usize::from(self.config.slots);
+        let layout = crate::event_loop::layout(&self.config);
+        let dev_slots = usize::from(self.config.slots);
+        let queues = if self.native {
+            crate::sys::possible_cpus().unwrap_or(0)
+        } else {
+            0
+        };
+        let entries = queues * usize::from(self.config.queue_depth);
+        let slots = dev_slots + entries;
+        if slots > usize::from(MAX_SLOTS) {
+            return Err(Error::Config(
+                "slots + possible CPUs x queue_depth must be at most 1024",
+            ));
+        }
         let mut slab = crate::slab::Storage::heap(layout.size(slots));
         let notify_size = self.config.notify_size as usize;
         let notify_count = usize::from(self.config.notify_slots);
@@ -442,6 +512,11 @@ impl<F: Filesystem> Session<F> {
             notify_size,
         );
         let mut meta = std::vec![crate::slab::SlotMeta::default(); slots];
+        for (k, m) in meta.iter_mut().skip(dev_slots).enumerate() {
+            m.kind = crate::slab::SlotKind::Entry {
+                qid: (k % queues.max(1)) as u16,
+            };
+        }
         let stop = std::sync::Arc::clone(&self.stop);
         let stop_fd = rustix::fd::AsFd::as_fd(&*stop);
         self.serve_with(
@@ -461,15 +536,23 @@ impl<F: Filesystem> Session<F> {
         notifier: &mut crate::notifier::Notifier,
         stop_fd: Option<rustix::fd::BorrowedFd<'_>>,
     ) -> Result<(), Error> {
-        let layout = crate::classic::layout(&self.config);
+        let layout = crate::event_loop::layout(&self.config);
         // Reads and writes of every slot, notifications, the stop event, room for the
         // filesystem's own operations.
         let entries =
             (2 * meta.len() + usize::from(self.config.notify_slots) + 64).next_power_of_two();
         let entries = u32::try_from(entries).map_err(|_| Error::Config("too many slots"))?;
-        let mut ring = crate::ring::Builder::event_loop(entries).build()?;
+        let dev_slots = meta
+            .iter()
+            .filter(|m| m.kind == crate::slab::SlotKind::Dev)
+            .count();
+        // The native transport's uring_cmds need 128-byte SQEs; ask for them only then.
+        let native = self.native && dev_slots < meta.len();
+        let mut ring = crate::ring::Builder::event_loop(entries)
+            .sqe128(native)
+            .build()?;
         let mut stop_buf = [0u8; 8];
-        let end = crate::classic::Loop {
+        let end = crate::event_loop::Loop {
             core: &mut self.core,
             ring: &mut ring,
             fuse,
@@ -481,6 +564,12 @@ impl<F: Filesystem> Session<F> {
             stop_fd,
             stop_buf: &mut stop_buf,
             max_reads: usize::from(self.config.reads_in_flight),
+            dev_slots,
+            native: if native {
+                crate::event_loop::Native::Wanted
+            } else {
+                crate::event_loop::Native::Off
+            },
         }
         .run();
         end.map(|_| ())
@@ -491,9 +580,18 @@ impl<F: Filesystem> Session<F> {
         self.core.negotiated
     }
 
-    /// The transport in use.
+    /// The transport in use: known once INIT was answered (during
+    /// [`run`](Self::run)); before that, the one that will be offered.
     pub fn transport(&self) -> Transport {
-        Transport::Classic
+        let native = match self.core.negotiated {
+            Some(n) => n.has(InitFlags::OVER_IO_URING),
+            None => self.native,
+        };
+        if native {
+            Transport::Native
+        } else {
+            Transport::Classic
+        }
     }
 
     /// The counters so far.
@@ -538,5 +636,19 @@ impl StopHandle {
     /// Asks the session to stop. Idempotent; returns at once.
     pub fn stop(&self) {
         let _ = rustix::io::write(&*self.fd, &1u64.to_ne_bytes());
+    }
+}
+
+/// Whether to offer the native transport: [`TransportMode::Native`] fails with the command
+/// that turns the kernel switch on when it is off; `Auto` uses it only when it is on.
+fn native_wanted(mode: TransportMode) -> Result<bool, Error> {
+    match mode {
+        TransportMode::Classic => Ok(false),
+        TransportMode::Auto => Ok(crate::sys::uring_enabled().unwrap_or(false)),
+        TransportMode::Native => match crate::sys::uring_enabled() {
+            Some(true) => Ok(true),
+            Some(false) => Err(Error::NativeOff),
+            None => Err(Error::NativeUnsupported),
+        },
     }
 }

@@ -52,9 +52,30 @@ impl Storage {
     }
 }
 
+/// What a slot serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum SlotKind {
+    /// Requests read from `/dev/fuse`, replies written to it.
+    #[default]
+    Dev,
+    /// An entry of the kernel's FUSE-over-io_uring queue `qid`.
+    Entry { qid: u16 },
+}
+
 /// Where a slot stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SlotMeta {
+    /// What the slot serves.
+    pub kind: SlotKind,
+    /// Where the current request's reply payload goes, relative to the slot's start.
+    pub reply_off: u32,
+    /// How many payload bytes fit there.
+    pub reply_len: u32,
+    /// Native entries: the reply is built in the slot's aux area and copied into the
+    /// payload buffer at commit (the request's own payload is still borrowed meanwhile).
+    pub reply_in_aux: bool,
+    /// Native entries: the id to echo in COMMIT_AND_FETCH.
+    pub commit_id: u64,
     /// `unique` of the request the slot holds (0 when idle).
     pub unique: u64,
     /// The filesystem holds a [`Deferred`](crate::Deferred) token for this slot.
@@ -113,6 +134,12 @@ impl Layout {
     pub(crate) const fn reply_in_slot(&self) -> Range<usize> {
         self.request..self.request + self.reply
     }
+
+    /// A native entry's aux area: a page after the header, where small request payloads
+    /// are copied (so the reply can go in place) or, for large ones, the reply is built.
+    pub(crate) const fn entry_aux(&self) -> Range<usize> {
+        self.request + 4096..self.request + 8192
+    }
 }
 
 /// The reply areas of every slot but one, and the metadata of all.
@@ -162,11 +189,12 @@ impl<'a> SlabView<'a> {
         }
     }
 
-    /// The reply buffer of slot `j` and its metadata; `None` for the hole or an index out
-    /// of range.
+    /// The reply payload area of slot `j` (as its metadata places it) and its metadata;
+    /// `None` for the hole or an index out of range.
     pub(crate) fn reply_of(&mut self, j: usize) -> Option<(&mut [u8], &mut SlotMeta)> {
         let meta = self.meta.get_mut(j)?;
-        let range = self.layout.reply_in_slot();
+        let start = meta.reply_off as usize;
+        let range = start..start + meta.reply_len as usize;
         let area = match self.hole {
             Some(h) if j == h => return None,
             Some(h) if j > h => {
@@ -191,6 +219,10 @@ mod tests {
         let layout = Layout::new(4096, 4096);
         let mut slab = vec![0u8; 4 * 8192];
         let mut meta = [SlotMeta::default(); 4];
+        for m in &mut meta {
+            m.reply_off = 4096;
+            m.reply_len = 4096;
+        }
         {
             let (mut view, req, reply) = SlabView::split(&mut slab, layout, &mut meta, 2).unwrap();
             req.fill(0xa2);
@@ -220,7 +252,11 @@ mod tests {
         let layout = Layout::new(100, 100);
         assert_eq!(layout.stride, 8192);
         let mut slab = [0u8; 2 * 8192];
-        let mut meta = [SlotMeta::default(); 2];
+        let mut meta = [SlotMeta {
+            reply_off: 4096,
+            reply_len: 4096,
+            ..SlotMeta::default()
+        }; 2];
         let mut view = SlabView::whole(&mut slab, layout, &mut meta);
         assert_eq!(view.reply_of(1).unwrap().0.len(), 4096);
         assert!(SlabView::split(&mut [0u8; 10], layout, &mut [], 0).is_none());

@@ -26,13 +26,17 @@ const TTL: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub(crate) struct MemFs {
     tree: Arc<Mutex<Tree>>,
+    /// Whether `init` asks for READDIRPLUS (`--no-readdirplus` turns it off).
+    readdirplus: bool,
 }
 
 impl MemFs {
-    /// An empty filesystem of `capacity` bytes whose root belongs to `owner`.
-    pub(crate) fn new(capacity: u64, owner: Caller) -> Self {
+    /// An empty filesystem of `capacity` bytes whose root belongs to `owner`; it asks
+    /// the kernel for READDIRPLUS if `readdirplus`.
+    pub(crate) fn new(capacity: u64, owner: Caller, readdirplus: bool) -> Self {
         Self {
             tree: Arc::new(Mutex::new(Tree::new(capacity, owner))),
+            readdirplus,
         }
     }
 
@@ -90,8 +94,11 @@ fn answer_created(reply: ReplyCreate<'_>, r: Result<(u64, Attr, u64), Errno>) ->
 
 impl Filesystem for MemFs {
     fn init(&mut self, cfg: &mut InitConfig) -> Result<(), Errno> {
-        // READDIRPLUS is implemented (with lookup counting); O_TRUNC is handled in OPEN.
-        cfg.want |= InitFlags::DO_READDIRPLUS | InitFlags::READDIRPLUS_AUTO;
+        // READDIRPLUS is implemented (with lookup counting), unless switched off on the
+        // command line; O_TRUNC is handled in OPEN.
+        if self.readdirplus {
+            cfg.want |= InitFlags::DO_READDIRPLUS | InitFlags::READDIRPLUS_AUTO;
+        }
         cfg.want |= InitFlags::ATOMIC_O_TRUNC;
         Ok(())
     }

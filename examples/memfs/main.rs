@@ -1,7 +1,7 @@
 //! `memfs`: a complete in-memory POSIX filesystem on ringfuse.
 //!
 //! ```text
-//! memfs MOUNTPOINT [-o OPTIONS] [--capacity BYTES[K|M|G|T]]
+//! memfs MOUNTPOINT [-o OPTIONS] [--capacity BYTES[K|M|G|T]] [--no-readdirplus]
 //! ```
 //!
 //! Serves until unmounted (`umount MOUNTPOINT`) or interrupted (Ctrl-C); everything is lost
@@ -10,7 +10,8 @@
 //! truncates, `fallocate` and creates fail with ENOSPC and `df` shows it full.
 //!
 //! It is mounted with `default_permissions`: the kernel checks mode bits on every
-//! operation, as for tmpfs. Reads do not update atime (as `noatime`).
+//! operation, as for tmpfs. Reads do not update atime (as `noatime`). `--no-readdirplus`
+//! does not ask the kernel for READDIRPLUS: listings then use plain READDIR and LOOKUP.
 //!
 //! Layout: `tree.rs` holds the state and every operation with no I/O (unit-tested there),
 //! `data.rs` the sparse file contents, `fs.rs` the [`ringfuse::Filesystem`] adapter.
@@ -31,7 +32,8 @@ use ringfuse::{Config, Session};
 use crate::fs::MemFs;
 use crate::tree::{Caller, INODE_COST};
 
-const USAGE: &str = "usage: memfs MOUNTPOINT [-o OPTIONS] [--capacity BYTES[K|M|G|T]]";
+const USAGE: &str =
+    "usage: memfs MOUNTPOINT [-o OPTIONS] [--capacity BYTES[K|M|G|T]] [--no-readdirplus]";
 const DEFAULT_CAPACITY: u64 = 1 << 30;
 
 /// The command line.
@@ -40,6 +42,7 @@ struct Args {
     mountpoint: PathBuf,
     options: Vec<String>,
     capacity: u64,
+    readdirplus: bool,
 }
 
 /// `1048576`, `64K`, `512m`, `2G`, `1t` (binary multiples).
@@ -59,6 +62,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
     let mut mountpoint = None;
     let mut options = Vec::new();
     let mut capacity = DEFAULT_CAPACITY;
+    let mut readdirplus = true;
     let mut args = args.into_iter();
     let text = |a: OsString| {
         a.into_string()
@@ -67,6 +71,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("-h" | "--help") => return Ok(None),
+            Some("--no-readdirplus") => readdirplus = false,
             Some("-o") => {
                 let opts = args.next().ok_or("-o needs a value")?;
                 options.push(text(opts)?);
@@ -98,6 +103,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
         mountpoint,
         options,
         capacity,
+        readdirplus,
     }))
 }
 
@@ -106,7 +112,7 @@ fn run(args: &Args) -> Result<(), String> {
         uid: rustix::process::getuid().as_raw(),
         gid: rustix::process::getgid().as_raw(),
     };
-    let fs = MemFs::new(args.capacity, owner);
+    let fs = MemFs::new(args.capacity, owner, args.readdirplus);
     let mut opts = MountOptions::new();
     opts.fsname("memfs")
         .and_then(|o| o.subtype("memfs"))
@@ -126,8 +132,12 @@ fn run(args: &Args) -> Result<(), String> {
     let result = session.run();
     if let Some(n) = session.negotiated() {
         println!(
-            "memfs: served {} requests over FUSE 7.{} (kernel 7.{}), max_write {}, readdirplus {}",
+            "memfs: served {} requests ({} through /dev/fuse, {} through io_uring entries) over \
+             the {:?} transport, FUSE 7.{} (kernel 7.{}), max_write {}, readdirplus {}",
             session.stats().requests(),
+            session.stats().requests_dev,
+            session.stats().requests_uring,
+            session.transport(),
             n.minor,
             n.kernel_minor,
             n.max_write,
@@ -188,6 +198,9 @@ mod tests {
         assert_eq!(a.mountpoint, PathBuf::from("/mnt"));
         assert_eq!(a.options, ["allow_other,ro"]);
         assert_eq!(a.capacity, 1 << 20);
+        assert!(a.readdirplus);
+        let a = args(&["--no-readdirplus", "/m"]).unwrap().unwrap();
+        assert!(!a.readdirplus);
         let a = args(&["-oro", "--capacity=2k", "/m"]).unwrap().unwrap();
         assert_eq!((a.options.len(), a.capacity), (1, 2048));
         assert_eq!(args(&["--help"]), Ok(None));
