@@ -5,8 +5,9 @@
 //! cat MOUNTPOINT/hello.txt    # Hello, world!
 //! ```
 //!
-//! The root (mode 0555) holds `hello.txt` (mode 0444). Opening it for writing fails with
-//! EACCES; anything else is ENOENT. Serves until unmounted or interrupted (Ctrl-C).
+//! The root (mode 0555) holds `hello.txt` (mode 0444). Opening it for writing, truncating
+//! it or changing any attribute (`chmod`, `touch`) fails with EACCES; any other name is
+//! ENOENT. Serves until unmounted or interrupted (Ctrl-C).
 #![forbid(unsafe_code)]
 
 use core::ffi::CStr;
@@ -17,7 +18,7 @@ use ringfuse::abi::flags::FopenFlags;
 use ringfuse::mount::MountOptions;
 use ringfuse::{
     Attr, Config, Cx, Done, Entry, Errno, FileType, Filesystem, NodeId, ReplyAttr, ReplyData,
-    ReplyDir, ReplyEntry, ReplyOpen, ReplyStatfs, Session, Statfs, Timestamp,
+    ReplyDir, ReplyEntry, ReplyOpen, ReplyStatfs, Session, SetAttr, Statfs, Timestamp,
 };
 
 const USAGE: &str = "usage: hello MOUNTPOINT [-o OPTIONS]";
@@ -88,6 +89,21 @@ impl Filesystem for Hello {
     ) -> Done {
         match self.attr(node) {
             Some(attr) => reply.attr(&attr, TTL),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn setattr(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        node: NodeId,
+        _set: &SetAttr,
+        reply: ReplyAttr<'_>,
+    ) -> Done {
+        // Nothing can change: `open(O_TRUNC)`, `truncate`, `chmod` and `touch` fail as an
+        // open for writing does (without this they would see ENOSYS).
+        match self.attr(node) {
+            Some(_) => reply.error(Errno::EACCES),
             None => reply.error(Errno::ENOENT),
         }
     }

@@ -39,8 +39,8 @@ use crate::notifier::Notifier;
 use crate::reply::Outcome;
 use crate::ring::{Cqe, IoringAsyncCancelFlags, Ring, Sqe};
 use crate::session::{
-    Action, Config, Core, KIND_CANCEL, KIND_ENTRY, KIND_FS, KIND_NOTIFY, KIND_READ, KIND_STOP,
-    KIND_WRITE, MAX_SLOTS, push, split_user_data, user_data,
+    Action, Config, Core, KIND_CANCEL, KIND_ENTRY, KIND_FS, KIND_INIT, KIND_NOTIFY, KIND_READ,
+    KIND_STOP, KIND_WRITE, MAX_SLOTS, push, split_user_data, user_data,
 };
 use crate::slab::{Layout, SlabView, SlotKind, SlotMeta};
 use crate::stats::Stats;
@@ -79,6 +79,8 @@ pub(crate) enum Native {
     Wanted,
     /// INIT was answered with `FUSE_OVER_IO_URING`; REGISTER once its WRITE completes.
     Answered { init_slot: usize },
+    /// Per-CPU: another loop answers INIT; REGISTER once its event says it did.
+    WaitInit,
     /// Entries registered (or being registered).
     On,
 }
@@ -99,8 +101,13 @@ pub(crate) struct Loop<'a, F> {
     pub max_reads: usize,
     /// Slots `0..dev_slots` serve `/dev/fuse`; the rest are native entries.
     pub dev_slots: usize,
-    /// Whether this loop answers INIT (in per-CPU mode only loop 0 does).
+    /// The native transport's state (in per-CPU mode only the first loop answers INIT).
     pub native: Native,
+    /// [`Native::WaitInit`]: the eventfd that says INIT was answered, and its READ's 8 bytes.
+    pub init_event: Option<BorrowedFd<'a>>,
+    pub init_buf: &'a mut [u8; 8],
+    /// The other loops' INIT eventfds, written once this loop's INIT reply is written.
+    pub init_notify: &'a [BorrowedFd<'a>],
 }
 
 /// Which slots are idle (no READ, no reply in flight, not held by the filesystem), which
@@ -136,10 +143,19 @@ impl<F: Filesystem> Loop<'_, F> {
                 .map_err(|e| io_error("watching the stop event", e))?;
         }
         let mut stop_armed = self.stop_fd.is_some();
+        let mut init_armed = false;
+        if let (Native::WaitInit, Some(fd)) = (self.native, self.init_event) {
+            // SAFETY:
+            // - `init_buf` is borrowed by this loop for its whole run, nothing else touches
+            //   it, and the loop waits for this READ's completion before returning.
+            let sqe = unsafe { Sqe::read(fd, self.init_buf, 0) }.user_data(user_data(KIND_INIT, 0));
+            push(self.ring, &sqe, self.stats).map_err(|e| io_error("waiting for INIT", e))?;
+            init_armed = true;
+        }
         let mut end = None;
         let mut resumed = 0u32;
         self.top_up(&mut slots)?;
-        while end.is_none() || slots.reads > 0 || slots.entries > 0 {
+        while end.is_none() || slots.reads > 0 || slots.entries > 0 || init_armed {
             match self.ring.submit_and_wait(1) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
@@ -180,6 +196,9 @@ impl<F: Filesystem> Loop<'_, F> {
                                 if cqe.res() >= 0 && end.is_none() {
                                     self.register_all(&mut slots);
                                 }
+                                for &fd in self.init_notify {
+                                    crate::sys::signal_event(fd);
+                                }
                             }
                         }
                         if self.slot_free(i) {
@@ -206,11 +225,27 @@ impl<F: Filesystem> Loop<'_, F> {
                         }
                     }
                     KIND_NOTIFY => self.notifier.completed(i, cqe.res(), self.stats),
+                    KIND_INIT => {
+                        init_armed = false;
+                        let on = self
+                            .core
+                            .settled()
+                            .is_some_and(|n| n.flags.contains(InitFlags::OVER_IO_URING));
+                        if on && end.is_none() && cqe.res() > 0 {
+                            self.native = Native::On;
+                            self.register_all(&mut slots);
+                        } else {
+                            self.native = Native::Off;
+                        }
+                    }
                     KIND_STOP => {
                         stop_armed = false;
                         if end.is_none() && cqe.res() > 0 {
                             end = Some(End::Stopped);
                             self.cancel_all(&slots);
+                            if init_armed {
+                                self.cancel(user_data(KIND_INIT, 0));
+                            }
                         }
                     }
                     KIND_FS => {

@@ -49,4 +49,6 @@ pub use reply::{
 #[cfg(feature = "std")]
 pub use session::StopHandle;
 pub use session::{Config, MAX_SLOTS, Session, Transport, TransportMode};
+#[cfg(feature = "std")]
+pub use session::{PerCpuReport, run_per_cpu};
 pub use stats::Stats;

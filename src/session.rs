@@ -9,6 +9,7 @@ use crate::abi::request::{Operation, ParseConfig, ParseError, Request, parse_hea
 use crate::cx::{Cx, Env, Info};
 use crate::dispatch::{ReplySlot, dispatch};
 use crate::error::Error;
+use crate::event_loop::Native;
 use crate::fs::Filesystem;
 use crate::init::{InitOutcome, Negotiated, negotiate};
 use crate::reply::Outcome;
@@ -25,6 +26,7 @@ pub(crate) const KIND_STOP: u64 = 4;
 pub(crate) const KIND_FS: u64 = 5;
 pub(crate) const KIND_CANCEL: u64 = 6;
 pub(crate) const KIND_ENTRY: u64 = 7;
+pub(crate) const KIND_INIT: u64 = 8;
 
 pub(crate) const fn user_data(kind: u64, index: u64) -> u64 {
     (kind << KIND_SHIFT) | (index & ((1 << KIND_SHIFT) - 1))
@@ -216,6 +218,10 @@ pub(crate) struct Core<F> {
     pub max_write: u32,
     /// INIT failed: the connection is unusable.
     pub init_failed: Option<Errno>,
+    /// With several loops on one connection, what INIT settled, published by the loop that
+    /// answered it for the others.
+    #[cfg(feature = "std")]
+    pub shared: Option<std::sync::Arc<std::sync::OnceLock<Negotiated>>>,
 }
 
 impl<F: Filesystem> Core<F> {
@@ -226,7 +232,21 @@ impl<F: Filesystem> Core<F> {
             parse: ParseConfig::default(),
             max_write,
             init_failed: None,
+            #[cfg(feature = "std")]
+            shared: None,
         }
+    }
+
+    /// What INIT settled, from this loop or (per-CPU) from the loop that answered it.
+    pub(crate) fn settled(&mut self) -> Option<Negotiated> {
+        #[cfg(feature = "std")]
+        if self.negotiated.is_none() {
+            if let Some(n) = self.shared.as_ref().and_then(|s| s.get()).copied() {
+                self.parse = ParseConfig::from_init_flags(n.flags);
+                self.negotiated = Some(n);
+            }
+        }
+        self.negotiated
     }
 
     /// Parses the bytes of one classic request.
@@ -278,7 +298,7 @@ impl<F: Filesystem> Core<F> {
             }
             _ => {}
         }
-        if self.negotiated.is_none() {
+        if self.settled().is_none() {
             // The kernel sends nothing before INIT is answered; anything else is garbage.
             return Action::Reply(enc::error_header(h.unique, Errno::EIO));
         }
@@ -327,6 +347,10 @@ impl<F: Filesystem> Core<F> {
             InitOutcome::Reply(out, negotiated) => {
                 self.parse = ParseConfig::from_init_flags(negotiated.flags);
                 self.negotiated = Some(negotiated);
+                #[cfg(feature = "std")]
+                if let Some(shared) = &self.shared {
+                    let _ = shared.set(negotiated);
+                }
                 match enc::init(payload, &out, arg.minor) {
                     Ok(n) => Action::Reply(enc::out_header(unique, n)),
                     Err(_) => Action::Reply(enc::error_header(unique, Errno::EIO)),
@@ -461,6 +485,7 @@ impl<F: Filesystem> Session<F> {
     pub fn run(&mut self) -> Result<(), Error> {
         let mount = self.mount.take().ok_or(Error::Ended)?;
         let result = self.serve(&mount);
+        self.core.fs.destroy();
         // Unmount unless someone already did; an unmount error matters only if serving
         // went well.
         let unmounted = if mount.is_mounted() {
@@ -478,101 +503,30 @@ impl<F: Filesystem> Session<F> {
     #[cfg(feature = "std")]
     fn serve(&mut self, mount: &crate::mount::Mount) -> Result<(), Error> {
         let _signals = if self.config.handle_signals {
-            Some(
-                crate::sys::SignalWatch::start(std::sync::Arc::clone(&self.stop)).map_err(|e| {
-                    Error::Io {
-                        what: "watching SIGINT and SIGTERM",
-                        errno: crate::error::errno(e),
-                    }
-                })?,
-            )
+            Some(watch_signals(&self.stop)?)
         } else {
             None
         };
-        let layout = crate::event_loop::layout(&self.config);
-        let dev_slots = usize::from(self.config.slots);
         let queues = if self.native {
-            crate::sys::possible_cpus().unwrap_or(0)
+            all_queues()
         } else {
-            0
+            std::vec::Vec::new()
         };
-        let entries = queues * usize::from(self.config.queue_depth);
-        let slots = dev_slots + entries;
-        if slots > usize::from(MAX_SLOTS) {
-            return Err(Error::Config(
-                "slots + possible CPUs x queue_depth must be at most 1024",
-            ));
-        }
-        let mut slab = crate::slab::Storage::heap(layout.size(slots));
-        let notify_size = self.config.notify_size as usize;
-        let notify_count = usize::from(self.config.notify_slots);
-        let mut notifier = crate::notifier::Notifier::new(
-            crate::slab::Storage::heap(crate::notifier::Notifier::bytes(notify_count, notify_size)),
-            notify_count,
-            notify_size,
-        );
-        let mut meta = std::vec![crate::slab::SlotMeta::default(); slots];
-        for (k, m) in meta.iter_mut().skip(dev_slots).enumerate() {
-            m.kind = crate::slab::SlotKind::Entry {
-                qid: (k % queues.max(1)) as u16,
-            };
-        }
         let stop = std::sync::Arc::clone(&self.stop);
-        let stop_fd = rustix::fd::AsFd::as_fd(&*stop);
-        self.serve_with(
-            mount.fd(),
-            slab.as_mut(),
-            &mut meta,
-            &mut notifier,
-            Some(stop_fd),
-        )
-    }
-
-    fn serve_with(
-        &mut self,
-        fuse: rustix::fd::BorrowedFd<'_>,
-        slab: &mut [u8],
-        meta: &mut [crate::slab::SlotMeta],
-        notifier: &mut crate::notifier::Notifier,
-        stop_fd: Option<rustix::fd::BorrowedFd<'_>>,
-    ) -> Result<(), Error> {
-        let layout = crate::event_loop::layout(&self.config);
-        // Reads and writes of every slot, notifications, the stop event, room for the
-        // filesystem's own operations.
-        let entries =
-            (2 * meta.len() + usize::from(self.config.notify_slots) + 64).next_power_of_two();
-        let entries = u32::try_from(entries).map_err(|_| Error::Config("too many slots"))?;
-        let dev_slots = meta
-            .iter()
-            .filter(|m| m.kind == crate::slab::SlotKind::Dev)
-            .count();
-        // The native transport's uring_cmds need 128-byte SQEs; ask for them only then.
-        let native = self.native && dev_slots < meta.len();
-        let mut ring = crate::ring::Builder::event_loop(entries)
-            .sqe128(native)
-            .build()?;
-        let mut stop_buf = [0u8; 8];
-        let end = crate::event_loop::Loop {
-            core: &mut self.core,
-            ring: &mut ring,
-            fuse,
-            slab,
-            layout,
-            meta,
-            notifier,
-            stats: &mut self.stats,
-            stop_fd,
-            stop_buf: &mut stop_buf,
-            max_reads: usize::from(self.config.reads_in_flight),
-            dev_slots,
-            native: if native {
-                crate::event_loop::Native::Wanted
+        let spec = LoopSpec {
+            fuse: mount.fd(),
+            dev_slots: usize::from(self.config.slots),
+            queues: &queues,
+            native: if self.native {
+                Native::Wanted
             } else {
-                crate::event_loop::Native::Off
+                Native::Off
             },
-        }
-        .run();
-        end.map(|_| ())
+            stop_fd: Some(rustix::fd::AsFd::as_fd(&*stop)),
+            init_event: None,
+            init_notify: &[],
+        };
+        serve_loop(&mut self.core, &self.config, &spec, &mut self.stats).map(|_| ())
     }
 
     /// What INIT settled, once the kernel's INIT was answered.
@@ -635,7 +589,7 @@ pub struct StopHandle {
 impl StopHandle {
     /// Asks the session to stop. Idempotent; returns at once.
     pub fn stop(&self) {
-        let _ = rustix::io::write(&*self.fd, &1u64.to_ne_bytes());
+        crate::sys::signal_stop(&self.fd);
     }
 }
 
@@ -651,4 +605,345 @@ fn native_wanted(mode: TransportMode) -> Result<bool, Error> {
             None => Err(Error::NativeUnsupported),
         },
     }
+}
+
+/// What one loop serves.
+pub(crate) struct LoopSpec<'a> {
+    /// The `/dev/fuse` descriptor this loop reads and writes (per-CPU classic loops each
+    /// have a clone).
+    pub fuse: rustix::fd::BorrowedFd<'a>,
+    /// Device slots (0 for per-CPU native loops other than the first).
+    pub dev_slots: usize,
+    /// Native queues this loop registers entries for (`queue_depth` each).
+    pub queues: &'a [u16],
+    /// The native transport's starting state.
+    pub native: Native,
+    /// The stop eventfd.
+    pub stop_fd: Option<rustix::fd::BorrowedFd<'a>>,
+    /// Per-CPU native loops other than the first: an eventfd written once INIT is answered.
+    pub init_event: Option<rustix::fd::BorrowedFd<'a>>,
+    /// The loop that answers INIT: the other loops' `init_event`s.
+    pub init_notify: &'a [rustix::fd::BorrowedFd<'a>],
+}
+
+/// Allocates a loop's buffers and ring, and runs it.
+#[cfg(feature = "std")]
+pub(crate) fn serve_loop<F: Filesystem>(
+    core: &mut Core<F>,
+    config: &Config,
+    spec: &LoopSpec<'_>,
+    stats: &mut Stats,
+) -> Result<crate::event_loop::End, Error> {
+    let layout = crate::event_loop::layout(config);
+    let entries = spec.queues.len() * usize::from(config.queue_depth);
+    let slots = spec.dev_slots + entries;
+    if slots > usize::from(MAX_SLOTS) || slots == 0 {
+        return Err(Error::Config(
+            "slots + possible CPUs x queue_depth must be 1..=1024",
+        ));
+    }
+    let mut slab = crate::slab::Storage::heap(layout.size(slots));
+    let notify_size = config.notify_size as usize;
+    let notify_count = usize::from(config.notify_slots);
+    let mut notifier = crate::notifier::Notifier::new(
+        crate::slab::Storage::heap(crate::notifier::Notifier::bytes(notify_count, notify_size)),
+        notify_count,
+        notify_size,
+    );
+    let mut meta = std::vec![crate::slab::SlotMeta::default(); slots];
+    let depth = usize::from(config.queue_depth);
+    for (k, m) in meta.iter_mut().skip(spec.dev_slots).enumerate() {
+        let qid = spec.queues.get(k / depth).copied().unwrap_or(0);
+        m.kind = SlotKind::Entry { qid };
+    }
+    let native = spec.native != Native::Off && entries > 0;
+    // Reads and writes of every slot, notifications, the stop and init events, room for
+    // the filesystem's own operations.
+    let ring_entries = (2 * slots + notify_count + 64).next_power_of_two();
+    let ring_entries = u32::try_from(ring_entries).map_err(|_| Error::Config("too many slots"))?;
+    // The native transport's uring_cmds need 128-byte SQEs; ask for them only then.
+    let mut ring = crate::ring::Builder::event_loop(ring_entries)
+        .sqe128(native)
+        .build()?;
+    let mut stop_buf = [0u8; 8];
+    let mut init_buf = [0u8; 8];
+    crate::event_loop::Loop {
+        core,
+        ring: &mut ring,
+        fuse: spec.fuse,
+        slab: slab.as_mut(),
+        layout,
+        meta: &mut meta,
+        notifier: &mut notifier,
+        stats,
+        stop_fd: spec.stop_fd,
+        stop_buf: &mut stop_buf,
+        max_reads: usize::from(config.reads_in_flight).min(spec.dev_slots),
+        dev_slots: spec.dev_slots,
+        native: if native { spec.native } else { Native::Off },
+        init_event: spec.init_event,
+        init_buf: &mut init_buf,
+        init_notify: spec.init_notify,
+    }
+    .run()
+}
+
+/// Every possible CPU's queue (the kernel makes one per possible CPU).
+#[cfg(feature = "std")]
+fn all_queues() -> std::vec::Vec<u16> {
+    (0..crate::sys::possible_cpus().unwrap_or(1))
+        .map(|q| q as u16)
+        .collect()
+}
+
+#[cfg(feature = "std")]
+fn watch_signals(
+    stop: &std::sync::Arc<rustix::fd::OwnedFd>,
+) -> Result<crate::sys::SignalWatch, Error> {
+    crate::sys::SignalWatch::start(std::sync::Arc::clone(stop)).map_err(|e| Error::Io {
+        what: "watching SIGINT and SIGTERM",
+        errno: crate::error::errno(e),
+    })
+}
+
+/// Mounts once and serves with one loop per CPU this process may run on, each pinned to
+/// its CPU, with its own ring, buffers and filesystem value made by `factory(cpu)`; state
+/// they share lives inside `F` (behind an `Arc`, locked as the filesystem chooses).
+///
+/// Native transport: the loop of CPU `c` registers queue `c`'s entries (queues of
+/// possible CPUs this process may not run on go to the first loop, which also serves
+/// `/dev/fuse`). Classic transport: each loop reads and writes its own clone of the
+/// `/dev/fuse` descriptor (`FUSE_DEV_IOC_CLONE`).
+///
+/// Returns the loops' counters, added up, when the filesystem is unmounted or a stop is
+/// asked for (SIGINT/SIGTERM with [`Config::handle_signals`]).
+///
+/// # Errors
+///
+/// As [`Session::new`] and [`Session::run`].
+#[cfg(feature = "std")]
+pub fn run_per_cpu<F, M, P>(
+    mountpoint: &P,
+    options: &crate::mount::MountOptions,
+    config: Config,
+    mut factory: M,
+) -> Result<PerCpuReport, Error>
+where
+    F: Filesystem + Send,
+    M: FnMut(usize) -> F,
+    P: crate::mount::AsMountPoint + ?Sized,
+{
+    use std::sync::Arc;
+    use std::vec::Vec;
+
+    config.validate()?;
+    let native = native_wanted(config.transport)?;
+    let cpus = crate::sys::allowed_cpus().map_err(|e| Error::Io {
+        what: "reading the CPU affinity",
+        errno: crate::error::errno(e),
+    })?;
+    let stop = Arc::new(crate::sys::stop_event().map_err(|e| Error::Io {
+        what: "creating the stop eventfd",
+        errno: crate::error::errno(e),
+    })?);
+    let mut options = options.clone();
+    options.nonblocking(config.nonblocking_device);
+    let mount = crate::mount::mount(mountpoint, &options)?;
+    let shared = Arc::new(std::sync::OnceLock::new());
+    let n = cpus.len().max(1);
+    // Per-loop device descriptors (classic: clones) and INIT events (native).
+    let (clones, events) = loop_fds(&mount, &config, native, n)?;
+    let queues = if native {
+        assign_queues(&cpus, crate::sys::possible_cpus().unwrap_or(n))
+    } else {
+        std::vec![Vec::new(); n]
+    };
+    let filesystems: Vec<F> = cpus.iter().map(|&c| factory(c)).collect();
+    let _signals = if config.handle_signals {
+        Some(watch_signals(&stop)?)
+    } else {
+        None
+    };
+    let notify: Vec<rustix::fd::BorrowedFd<'_>> =
+        events.iter().map(rustix::fd::AsFd::as_fd).collect();
+    let results: Vec<Result<(Stats, Option<Negotiated>), Error>> = std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for (k, fs) in filesystems.into_iter().enumerate() {
+            let cpu = cpus.get(k).copied().unwrap_or(0);
+            let fuse = if k == 0 || native {
+                mount.fd()
+            } else {
+                clones
+                    .get(k - 1)
+                    .map_or(mount.fd(), rustix::fd::AsFd::as_fd)
+            };
+            let spec = LoopSpec {
+                fuse,
+                dev_slots: if k == 0 || !native {
+                    usize::from(config.slots)
+                } else {
+                    0
+                },
+                queues: queues.get(k).map_or(&[][..], Vec::as_slice),
+                native: match (native, k) {
+                    (false, _) => Native::Off,
+                    (true, 0) => Native::Wanted,
+                    (true, _) => Native::WaitInit,
+                },
+                stop_fd: Some(rustix::fd::AsFd::as_fd(&*stop)),
+                init_event: if native && k > 0 {
+                    events.get(k - 1).map(rustix::fd::AsFd::as_fd)
+                } else {
+                    None
+                },
+                init_notify: if k == 0 { &notify } else { &[] },
+            };
+            let (shared, stop_end) = (Arc::clone(&shared), Arc::clone(&stop));
+            let handle = std::thread::Builder::new()
+                .name(std::format!("ringfuse-cpu{cpu}"))
+                .spawn_scoped(scope, move || {
+                    cpu_loop(cpu, fs, &config, &spec, shared, &stop_end)
+                });
+            match handle {
+                Ok(h) => handles.push(h),
+                Err(_) => crate::sys::signal_stop(&stop),
+            }
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or(Err(Error::Config("a loop thread panicked")))
+            })
+            .collect()
+    });
+    let unmounted = if mount.is_mounted() {
+        mount.unmount().map_err(Error::from)
+    } else {
+        Ok(())
+    };
+    let mut report = PerCpuReport {
+        loops: Vec::new(),
+        negotiated: None,
+    };
+    for r in results {
+        let (stats, settled) = r?;
+        report.loops.push(stats);
+        report.negotiated = report.negotiated.or(settled);
+    }
+    unmounted?;
+    Ok(report)
+}
+
+/// What [`run_per_cpu`] did.
+#[cfg(feature = "std")]
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct PerCpuReport {
+    /// Each loop's counters, in CPU order.
+    pub loops: std::vec::Vec<Stats>,
+    /// What INIT settled.
+    pub negotiated: Option<Negotiated>,
+}
+
+#[cfg(feature = "std")]
+impl PerCpuReport {
+    /// All loops' counters added up.
+    pub fn total(&self) -> Stats {
+        let mut t = Stats::default();
+        for s in &self.loops {
+            t.requests_dev += s.requests_dev;
+            t.requests_uring += s.requests_uring;
+            t.replies += s.replies;
+            t.errors += s.errors;
+            t.deferred += s.deferred;
+            t.interrupts += s.interrupts;
+            t.malformed += s.malformed;
+            t.reply_failures += s.reply_failures;
+            t.notifications += s.notifications;
+            t.notification_errors += s.notification_errors;
+            t.enters += s.enters;
+            t.completions += s.completions;
+        }
+        t
+    }
+
+    /// The transport that served: native if INIT settled on it.
+    pub fn transport(&self) -> Transport {
+        if self
+            .negotiated
+            .is_some_and(|n| n.has(InitFlags::OVER_IO_URING))
+        {
+            Transport::Native
+        } else {
+            Transport::Classic
+        }
+    }
+}
+
+/// Queue `q` goes to the loop pinned to CPU `q`, or to the first loop if this process may
+/// not run on CPU `q` (every possible CPU's queue needs entries, or the kernel waits).
+#[cfg(feature = "std")]
+fn assign_queues(cpus: &[usize], possible: usize) -> std::vec::Vec<std::vec::Vec<u16>> {
+    let mut queues = std::vec![std::vec::Vec::new(); cpus.len().max(1)];
+    for q in 0..possible {
+        let k = cpus.iter().position(|&c| c == q).unwrap_or(0);
+        if let Some(list) = queues.get_mut(k) {
+            list.push(q as u16);
+        }
+    }
+    queues
+}
+
+/// One loop of [`run_per_cpu`], on its own thread.
+#[cfg(feature = "std")]
+fn cpu_loop<F: Filesystem>(
+    cpu: usize,
+    fs: F,
+    config: &Config,
+    spec: &LoopSpec<'_>,
+    shared: std::sync::Arc<std::sync::OnceLock<Negotiated>>,
+    stop: &rustix::fd::OwnedFd,
+) -> Result<(Stats, Option<Negotiated>), Error> {
+    // Best effort: a loop that can't be pinned still serves.
+    let _ = crate::sys::pin_to_cpu(cpu);
+    let mut core = Core::new(fs, crate::init::clamp_max_write(config.max_write));
+    core.shared = Some(shared);
+    let mut stats = Stats::default();
+    let end = serve_loop(&mut core, config, spec, &mut stats);
+    // One loop ended (unmount or stop): end the others too.
+    crate::sys::signal_stop(stop);
+    let settled = core.settled();
+    core.fs.destroy();
+    end.map(|_| (stats, settled))
+}
+
+/// For `n` loops: the classic transport's `/dev/fuse` clones, or the native transport's
+/// INIT eventfds, for every loop but the first.
+#[cfg(feature = "std")]
+#[allow(clippy::type_complexity)]
+fn loop_fds(
+    mount: &crate::mount::Mount,
+    config: &Config,
+    native: bool,
+    n: usize,
+) -> Result<
+    (
+        std::vec::Vec<rustix::fd::OwnedFd>,
+        std::vec::Vec<rustix::fd::OwnedFd>,
+    ),
+    Error,
+> {
+    let (mut clones, mut events) = (std::vec::Vec::new(), std::vec::Vec::new());
+    for _ in 1..n {
+        if native {
+            events.push(crate::sys::init_event().map_err(|e| Error::Io {
+                what: "creating an init eventfd",
+                errno: crate::error::errno(e),
+            })?);
+        } else {
+            clones.push(mount.clone_fd(config.nonblocking_device)?);
+        }
+    }
+    Ok((clones, events))
 }

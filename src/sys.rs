@@ -360,10 +360,48 @@ pub(crate) fn notify_write_sqe(
         .flags(ringfuse_ring::IoringSqeFlags::ASYNC)
 }
 
-/// An eventfd the session's loop reads to learn that it should stop.
+/// An eventfd the session's loops read to learn that they should stop. A semaphore: each
+/// loop's READ takes one unit, and [`signal_stop`] adds enough for every loop.
 #[cfg(feature = "std")]
 pub(crate) fn stop_event() -> io::Result<OwnedFd> {
+    rustix::event::eventfd(
+        0,
+        rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::SEMAPHORE,
+    )
+}
+
+/// Asks every loop reading the stop eventfd to stop (idempotent: extra units are never
+/// read, as each loop reads it once).
+pub(crate) fn signal_stop(fd: &OwnedFd) {
+    let _ = rustix::io::write(fd, &4096u64.to_ne_bytes());
+}
+
+/// An eventfd written once INIT is answered (per-CPU native loops wait on it).
+#[cfg(feature = "std")]
+pub(crate) fn init_event() -> io::Result<OwnedFd> {
     rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
+}
+
+/// Writes an INIT event.
+pub(crate) fn signal_event(fd: BorrowedFd<'_>) {
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+/// The CPUs this process may run on, in order.
+#[cfg(feature = "std")]
+pub(crate) fn allowed_cpus() -> io::Result<std::vec::Vec<usize>> {
+    let set = rustix::thread::sched_getaffinity(None)?;
+    Ok((0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| set.is_set(c))
+        .collect())
+}
+
+/// Pins the calling thread to `cpu`.
+#[cfg(feature = "std")]
+pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set)
 }
 
 /// Watches SIGINT and SIGTERM while a session runs: they are blocked in the thread that
@@ -435,7 +473,7 @@ impl SignalWatch {
                         return;
                     }
                     if rc == 0 {
-                        let _ = rustix::io::write(&*stop, &1u64.to_ne_bytes());
+                        signal_stop(&stop);
                     }
                 }
             });

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! memfs MOUNTPOINT [-o OPTIONS] [--capacity BYTES[K|M|G|T]] [--no-readdirplus]
+//!       [--transport auto|classic|native] [--per-cpu]
 //! ```
 //!
 //! Serves until unmounted (`umount MOUNTPOINT`) or interrupted (Ctrl-C); everything is lost
@@ -12,6 +13,9 @@
 //! It is mounted with `default_permissions`: the kernel checks mode bits on every
 //! operation, as for tmpfs. Reads do not update atime (as `noatime`). `--no-readdirplus`
 //! does not ask the kernel for READDIRPLUS: listings then use plain READDIR and LOOKUP.
+//! `--transport` picks the kernel transport (`auto`: FUSE-over-io_uring when the kernel
+//! offers it, else `/dev/fuse`); `--per-cpu` serves with one pinned loop per CPU, all
+//! sharing the one tree.
 //!
 //! Layout: `tree.rs` holds the state and every operation with no I/O (unit-tested there),
 //! `data.rs` the sparse file contents, `fs.rs` the [`ringfuse::Filesystem`] adapter.
@@ -27,13 +31,13 @@ use std::process::ExitCode;
 
 use ringfuse::abi::flags::InitFlags;
 use ringfuse::mount::MountOptions;
-use ringfuse::{Config, Session};
+use ringfuse::{Config, Session, TransportMode};
 
 use crate::fs::MemFs;
 use crate::tree::{Caller, INODE_COST};
 
-const USAGE: &str =
-    "usage: memfs MOUNTPOINT [-o OPTIONS] [--capacity BYTES[K|M|G|T]] [--no-readdirplus]";
+const USAGE: &str = "usage: memfs MOUNTPOINT [-o OPTIONS] [--capacity BYTES[K|M|G|T]] \
+                     [--no-readdirplus] [--transport auto|classic|native] [--per-cpu]";
 const DEFAULT_CAPACITY: u64 = 1 << 30;
 
 /// The command line.
@@ -43,6 +47,8 @@ struct Args {
     options: Vec<String>,
     capacity: u64,
     readdirplus: bool,
+    transport: TransportMode,
+    per_cpu: bool,
 }
 
 /// `1048576`, `64K`, `512m`, `2G`, `1t` (binary multiples).
@@ -63,6 +69,8 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
     let mut options = Vec::new();
     let mut capacity = DEFAULT_CAPACITY;
     let mut readdirplus = true;
+    let mut transport = TransportMode::Auto;
+    let mut per_cpu = false;
     let mut args = args.into_iter();
     let text = |a: OsString| {
         a.into_string()
@@ -72,6 +80,14 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
         match arg.to_str() {
             Some("-h" | "--help") => return Ok(None),
             Some("--no-readdirplus") => readdirplus = false,
+            Some("--per-cpu") => per_cpu = true,
+            Some("--transport") => {
+                let v = text(args.next().ok_or("--transport needs a value")?)?;
+                transport = parse_transport(&v)?;
+            }
+            Some(s) if s.starts_with("--transport=") => {
+                transport = parse_transport(&s["--transport=".len()..])?;
+            }
             Some("-o") => {
                 let opts = args.next().ok_or("-o needs a value")?;
                 options.push(text(opts)?);
@@ -104,7 +120,18 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
         options,
         capacity,
         readdirplus,
+        transport,
+        per_cpu,
     }))
+}
+
+fn parse_transport(v: &str) -> Result<TransportMode, String> {
+    match v {
+        "auto" => Ok(TransportMode::Auto),
+        "classic" => Ok(TransportMode::Classic),
+        "native" => Ok(TransportMode::Native),
+        _ => Err(format!("--transport {v}: expected auto, classic or native")),
+    }
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -121,23 +148,47 @@ fn run(args: &Args) -> Result<(), String> {
     for o in &args.options {
         opts.parse_opts(o).map_err(|e| format!("-o {o}: {e}"))?;
     }
-    let mut session = Session::new(fs, args.mountpoint.as_path(), &opts, Config::default())
-        .map_err(|e| e.to_string())?;
+    let config = Config::default().transport(args.transport);
     println!(
-        "memfs: mounted on {} ({} bytes); Ctrl-C or `umount {}` to stop",
+        "memfs: mounting on {} ({} bytes{}); Ctrl-C or `umount {}` to stop",
         args.mountpoint.display(),
         args.capacity,
+        if args.per_cpu {
+            ", one loop per CPU"
+        } else {
+            ""
+        },
         args.mountpoint.display()
     );
-    let result = session.run();
-    if let Some(n) = session.negotiated() {
+    let (result, negotiated, stats, transport) = if args.per_cpu {
+        match ringfuse::run_per_cpu(args.mountpoint.as_path(), &opts, config, |_cpu| fs.clone()) {
+            Ok(report) => (
+                Ok(()),
+                report.negotiated,
+                report.total(),
+                report.transport(),
+            ),
+            Err(e) => return Err(e.to_string()),
+        }
+    } else {
+        let mut session = Session::new(fs, args.mountpoint.as_path(), &opts, config)
+            .map_err(|e| e.to_string())?;
+        let result = session.run();
+        (
+            result,
+            session.negotiated(),
+            session.stats(),
+            session.transport(),
+        )
+    };
+    if let Some(n) = negotiated {
         println!(
             "memfs: served {} requests ({} through /dev/fuse, {} through io_uring entries) over \
              the {:?} transport, FUSE 7.{} (kernel 7.{}), max_write {}, readdirplus {}",
-            session.stats().requests(),
-            session.stats().requests_dev,
-            session.stats().requests_uring,
-            session.transport(),
+            stats.requests(),
+            stats.requests_dev,
+            stats.requests_uring,
+            transport,
             n.minor,
             n.kernel_minor,
             n.max_write,
@@ -208,5 +259,12 @@ mod tests {
         assert!(args(&["/a", "/b"]).is_err());
         assert!(args(&["/a", "--capacity", "1"]).is_err());
         assert!(args(&["/a", "-x"]).is_err());
+        let a = args(&["/m", "--transport", "native", "--per-cpu"])
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.transport, a.per_cpu), (TransportMode::Native, true));
+        let a = args(&["/m", "--transport=classic"]).unwrap().unwrap();
+        assert_eq!((a.transport, a.per_cpu), (TransportMode::Classic, false));
+        assert!(args(&["/m", "--transport", "fast"]).is_err());
     }
 }
