@@ -10,7 +10,8 @@
 //! - [`ring`]: io_uring through raw syscalls, `no_std`;
 //! - [`mount`]: mounting as root through `/dev/fuse` and `mount(2)`;
 //! - the session: INIT negotiation, the loop of the classic transport, dispatch to the
-//!   [`Filesystem`] methods, typed in-place [`reply`]s, deferred replies, notifications.
+//!   [`Filesystem`] methods, typed in-place [`reply`]s, deferred replies, notifications;
+//! - [`testing`]: the in-memory transport, to test a filesystem without mounting it.
 //!
 //! `unsafe` lives in `sys` (device ioctls, signals, the notification WRITE) and
 //! `event_loop` (handing the kernel slot buffers for READ, WRITE and the native
@@ -34,6 +35,8 @@ mod session;
 mod slab;
 mod stats;
 mod sys;
+#[cfg(feature = "std")]
+pub mod testing;
 
 pub use abi::Errno;
 pub use attr::{Attr, Entry, FileType, NodeId, Timestamp};

@@ -88,6 +88,10 @@ pub(crate) struct SlotMeta {
     pub outcome: OutcomeCell,
     /// The filesystem resumed this slot during the current call: send (or release) it.
     pub resumed: bool,
+    /// The in-memory transport: the deferred request's opcode and size limit, to check
+    /// its reply when it comes.
+    #[cfg(feature = "std")]
+    pub opcode_hint: (u32, u32),
 }
 
 /// `Outcome` with a `Default` (kept out of `reply.rs`'s public surface).
