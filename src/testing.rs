@@ -31,9 +31,9 @@ use crate::abi::Errno;
 use crate::abi::Opcode;
 use crate::abi::dirent::{Dirents, DirentsPlus};
 use crate::abi::kernel::{
-    FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, fuse_attr_out, fuse_entry_out, fuse_in_header,
-    fuse_init_in, fuse_mkdir_in, fuse_open_in, fuse_open_out, fuse_out_header, fuse_read_in,
-    fuse_write_in, fuse_write_out,
+    FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, fuse_attr_out, fuse_entry_out, fuse_init_in,
+    fuse_mkdir_in, fuse_open_in, fuse_open_out, fuse_out_header, fuse_read_in, fuse_write_in,
+    fuse_write_out,
 };
 use crate::abi::pod::read_prefix;
 use crate::abi::reply::{OUT_HEADER_SIZE, ReplyError, check_reply, parse_reply};
@@ -686,7 +686,7 @@ mod tests {
         let req = h.request_for(
             5,
             Operation::Getattr {
-                arg: Default::default(),
+                arg: fuse_getattr_in::default(),
             },
         );
         assert_eq!(h.call(&req).unwrap(), Response::Deferred);
@@ -704,7 +704,7 @@ mod tests {
             let req = h.request_for(
                 5,
                 Operation::Getattr {
-                    arg: Default::default(),
+                    arg: fuse_getattr_in::default(),
                 },
             );
             assert_eq!(h.call(&req).unwrap(), Response::Deferred);
@@ -720,7 +720,7 @@ mod tests {
         let req = h.request_for(
             5,
             Operation::Getattr {
-                arg: Default::default(),
+                arg: fuse_getattr_in::default(),
             },
         );
         assert_eq!(h.call(&req).unwrap(), Response::Deferred);
@@ -738,7 +738,7 @@ mod tests {
         let req = h.request_for(
             5,
             Operation::Getattr {
-                arg: Default::default(),
+                arg: fuse_getattr_in::default(),
             },
         );
         assert_eq!(h.call(&req).unwrap(), Response::Deferred);
@@ -764,7 +764,7 @@ mod tests {
             let req = h.request_for(
                 5,
                 Operation::Getattr {
-                    arg: Default::default(),
+                    arg: fuse_getattr_in::default(),
                 },
             );
             assert_eq!(h.call(&req).unwrap(), Response::Deferred);
@@ -772,7 +772,7 @@ mod tests {
         let req = h.request_for(
             5,
             Operation::Getattr {
-                arg: Default::default(),
+                arg: fuse_getattr_in::default(),
             },
         );
         assert_eq!(h.call(&req), Err(HarnessError::AllSlotsHeld));
