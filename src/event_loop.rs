@@ -80,6 +80,7 @@ pub(crate) enum Native {
     /// INIT was answered with `FUSE_OVER_IO_URING`; REGISTER once its WRITE completes.
     Answered { init_slot: usize },
     /// Per-CPU: another loop answers INIT; REGISTER once its event says it did.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))] // per-CPU loops need std
     WaitInit,
     /// Entries registered (or being registered).
     On,

@@ -51,7 +51,7 @@ pub use reply::{
 };
 #[cfg(feature = "std")]
 pub use session::StopHandle;
-pub use session::{Config, MAX_SLOTS, Session, Transport, TransportMode};
+pub use session::{Config, MAX_SLOTS, STATIC_SLOTS, Session, Transport, TransportMode};
 #[cfg(feature = "std")]
 pub use session::{PerCpuReport, run_per_cpu};
 pub use stats::Stats;

@@ -92,6 +92,10 @@ pub struct Config {
 /// Most slots a loop may have.
 pub const MAX_SLOTS: u16 = 1024;
 
+/// Most slots of a loop run with [`Session::run_with`] (its bookkeeping lives on the
+/// stack).
+pub const STATIC_SLOTS: usize = 64;
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -185,8 +189,23 @@ impl Config {
         Ok(())
     }
 
+    /// The memory [`Session::run_with`] needs: `slots` request and reply buffers, the
+    /// notification buffers, and with the native transport one more slot per entry
+    /// (possible CPUs × `queue_depth`).
+    pub fn static_bytes(&self) -> usize {
+        let native = matches!(native_wanted(self.transport), Ok(true));
+        let queues = if native {
+            crate::sys::possible_cpus().unwrap_or(1)
+        } else {
+            0
+        };
+        let entries = queues * usize::from(self.queue_depth);
+        self.buffer_bytes() + crate::event_loop::layout(self).size(entries)
+    }
+
     /// The buffer memory one loop of this configuration uses, in bytes: `slots` request
-    /// and reply buffers plus the notification buffers.
+    /// and reply buffers plus the notification buffers (native entries add one such slot
+    /// each: possible CPUs × `queue_depth`).
     pub fn buffer_bytes(&self) -> usize {
         let layout = crate::event_loop::layout(self);
         layout.size(usize::from(self.slots))
@@ -482,6 +501,7 @@ impl<F: Filesystem> Session<F> {
     ///
     /// [`Error::Ring`] if io_uring is unavailable, [`Error::Io`] if the loop's syscalls
     /// fail, [`Error::Init`] if INIT was refused, [`Error::Ended`] on a second call.
+    #[cfg(feature = "std")]
     pub fn run(&mut self) -> Result<(), Error> {
         let mount = self.mount.take().ok_or(Error::Ended)?;
         let result = self.serve(&mount);
@@ -498,6 +518,81 @@ impl<F: Filesystem> Session<F> {
             return Err(Error::Init(e));
         }
         result
+    }
+
+    /// Serves like [`run`](Self::run), with every buffer carved out of `memory` instead
+    /// of allocated: the way to run without `std` (and so without an allocator).
+    /// `memory` must hold at least [`Config::static_bytes`] bytes; it is lent to the
+    /// kernel while requests are in flight and handed back, untouched by anyone else,
+    /// when this returns. Without `std` there is no stop handle and no signal handling:
+    /// the session ends when the filesystem is unmounted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `memory` is too small; otherwise as [`run`](Self::run).
+    pub fn run_with(&mut self, memory: &'static mut [u8]) -> Result<(), Error> {
+        let mount = self.mount.take().ok_or(Error::Ended)?;
+        let result = self.serve_static(&mount, memory);
+        self.core.fs.destroy();
+        let unmounted = if mount.is_mounted() {
+            mount.unmount().map_err(Error::from)
+        } else {
+            Ok(())
+        };
+        let result = result.and(unmounted);
+        if let (Ok(()), Some(e)) = (&result, self.core.init_failed) {
+            return Err(Error::Init(e));
+        }
+        result
+    }
+
+    fn serve_static(
+        &mut self,
+        mount: &crate::mount::Mount,
+        memory: &'static mut [u8],
+    ) -> Result<(), Error> {
+        let mut queues = arrayvec::ArrayVec::<u16, STATIC_SLOTS>::new();
+        if self.native {
+            for q in 0..crate::sys::possible_cpus().unwrap_or(1).min(STATIC_SLOTS) {
+                queues.push(q as u16);
+            }
+        }
+        let spec = LoopSpec {
+            fuse: mount.fd(),
+            dev_slots: usize::from(self.config.slots),
+            queues: &queues,
+            native: if self.native {
+                Native::Wanted
+            } else {
+                Native::Off
+            },
+            stop_fd: None,
+            init_event: None,
+            init_notify: &[],
+        };
+        let slots = slot_count(&self.config, &spec)?;
+        if slots > STATIC_SLOTS {
+            return Err(Error::Config("run_with serves at most 64 slots"));
+        }
+        let slab_bytes = crate::event_loop::layout(&self.config).size(slots);
+        if memory.len() < self.config.static_bytes() {
+            return Err(Error::Config(
+                "run_with needs Config::static_bytes() bytes of memory",
+            ));
+        }
+        let (slab, notify) = memory.split_at_mut(slab_bytes);
+        let mut meta = [crate::slab::SlotMeta::default(); STATIC_SLOTS];
+        let meta = meta.get_mut(..slots).unwrap_or_default();
+        serve_loop_in(
+            &mut self.core,
+            &self.config,
+            &spec,
+            &mut self.stats,
+            slab,
+            crate::slab::Storage::Static(notify),
+            meta,
+        )
+        .map(|_| ())
     }
 
     #[cfg(feature = "std")]
@@ -626,7 +721,18 @@ pub(crate) struct LoopSpec<'a> {
     pub init_notify: &'a [rustix::fd::BorrowedFd<'a>],
 }
 
-/// Allocates a loop's buffers and ring, and runs it.
+/// How many slots a loop serving `spec` has.
+fn slot_count(config: &Config, spec: &LoopSpec<'_>) -> Result<usize, Error> {
+    let slots = spec.dev_slots + spec.queues.len() * usize::from(config.queue_depth);
+    if slots > usize::from(MAX_SLOTS) || slots == 0 {
+        return Err(Error::Config(
+            "slots + possible CPUs x queue_depth must be 1..=1024",
+        ));
+    }
+    Ok(slots)
+}
+
+/// Allocates a loop's buffers, once, and runs it.
 #[cfg(feature = "std")]
 pub(crate) fn serve_loop<F: Filesystem>(
     core: &mut Core<F>,
@@ -635,26 +741,41 @@ pub(crate) fn serve_loop<F: Filesystem>(
     stats: &mut Stats,
 ) -> Result<crate::event_loop::End, Error> {
     let layout = crate::event_loop::layout(config);
-    let entries = spec.queues.len() * usize::from(config.queue_depth);
-    let slots = spec.dev_slots + entries;
-    if slots > usize::from(MAX_SLOTS) || slots == 0 {
-        return Err(Error::Config(
-            "slots + possible CPUs x queue_depth must be 1..=1024",
-        ));
-    }
+    let slots = slot_count(config, spec)?;
     let mut slab = crate::slab::Storage::heap(layout.size(slots));
+    let notify_bytes = crate::notifier::Notifier::bytes(
+        usize::from(config.notify_slots),
+        config.notify_size as usize,
+    );
+    let notify = crate::slab::Storage::heap(notify_bytes);
+    let mut meta = std::vec![crate::slab::SlotMeta::default(); slots];
+    serve_loop_in(core, config, spec, stats, slab.as_mut(), notify, &mut meta)
+}
+
+/// Runs a loop in the given memory: `slab` for the slots, `notify` for the notification
+/// buffers, `meta` one entry per slot.
+pub(crate) fn serve_loop_in<F: Filesystem>(
+    core: &mut Core<F>,
+    config: &Config,
+    spec: &LoopSpec<'_>,
+    stats: &mut Stats,
+    slab: &mut [u8],
+    notify: crate::slab::Storage,
+    meta: &mut [crate::slab::SlotMeta],
+) -> Result<crate::event_loop::End, Error> {
+    let layout = crate::event_loop::layout(config);
+    let slots = meta.len();
     let notify_size = config.notify_size as usize;
     let notify_count = usize::from(config.notify_slots);
-    let mut notifier = crate::notifier::Notifier::new(
-        crate::slab::Storage::heap(crate::notifier::Notifier::bytes(notify_count, notify_size)),
-        notify_count,
-        notify_size,
-    );
-    let mut meta = std::vec![crate::slab::SlotMeta::default(); slots];
+    let mut notifier = crate::notifier::Notifier::new(notify, notify_count, notify_size);
     let depth = usize::from(config.queue_depth);
-    for (k, m) in meta.iter_mut().skip(spec.dev_slots).enumerate() {
-        let qid = spec.queues.get(k / depth).copied().unwrap_or(0);
-        m.kind = SlotKind::Entry { qid };
+    let entries = slots.saturating_sub(spec.dev_slots);
+    for (k, m) in meta.iter_mut().enumerate() {
+        *m = crate::slab::SlotMeta::default();
+        if let Some(e) = k.checked_sub(spec.dev_slots) {
+            let qid = spec.queues.get(e / depth).copied().unwrap_or(0);
+            m.kind = SlotKind::Entry { qid };
+        }
     }
     let native = spec.native != Native::Off && entries > 0;
     // Reads and writes of every slot, notifications, the stop and init events, room for
@@ -671,9 +792,9 @@ pub(crate) fn serve_loop<F: Filesystem>(
         core,
         ring: &mut ring,
         fuse: spec.fuse,
-        slab: slab.as_mut(),
+        slab,
         layout,
-        meta: &mut meta,
+        meta,
         notifier: &mut notifier,
         stats,
         stop_fd: spec.stop_fd,

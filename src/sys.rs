@@ -370,6 +370,7 @@ pub(crate) fn stop_event() -> io::Result<OwnedFd> {
     )
 }
 
+#[cfg_attr(not(feature = "std"), allow(dead_code))] // StopHandle and per-CPU loops are std-only
 /// Asks every loop reading the stop eventfd to stop (idempotent: extra units are never
 /// read, as each loop reads it once).
 pub(crate) fn signal_stop(fd: &OwnedFd) {
