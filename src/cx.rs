@@ -150,6 +150,35 @@ impl Cx<'_> {
         self.notify(|b| notify::inval_inode(b, node.0, offset, len))
     }
 
+    /// Registers `file` (an open regular file) as a kernel passthrough backing file
+    /// (`FUSE_DEV_IOC_BACKING_OPEN`) and returns its id, for
+    /// [`ReplyOpen::opened_passthrough`](crate::ReplyOpen::opened_passthrough): reads and
+    /// writes of the FUSE file then go straight to `file` inside the kernel. Close the id
+    /// with [`backing_close`](Self::backing_close) when no open needs it any more.
+    ///
+    /// # Errors
+    ///
+    /// `EPERM` without CAP_SYS_ADMIN or when `FUSE_PASSTHROUGH` was not negotiated (ask
+    /// for it in [`Filesystem::init`](crate::Filesystem::init), without
+    /// `WRITEBACK_CACHE`); `EOPNOTSUPP` for files whose filesystem cannot back
+    /// passthrough, or without a device (the in-memory transport); `ELOOP` when stacked too
+    /// deep.
+    pub fn backing_open(&mut self, file: BorrowedFd<'_>) -> Result<i32, Errno> {
+        let io = self.env.io.as_ref().ok_or(Errno::EOPNOTSUPP)?;
+        crate::sys::backing_open(io.fuse, file).map_err(crate::error::errno)
+    }
+
+    /// Releases a backing id (`FUSE_DEV_IOC_BACKING_CLOSE`); files already opened with it
+    /// keep their backing file.
+    ///
+    /// # Errors
+    ///
+    /// `ENOENT` for an unknown id; `EOPNOTSUPP` without a device.
+    pub fn backing_close(&mut self, id: i32) -> Result<(), Errno> {
+        let io = self.env.io.as_ref().ok_or(Errno::EOPNOTSUPP)?;
+        crate::sys::backing_close(io.fuse, id).map_err(crate::error::errno)
+    }
+
     /// Tells the kernel to forget the name `parent/name` (`FUSE_NOTIFY_INVAL_ENTRY`);
     /// with `expire_only` it only expires it (needs a kernel offering `HAS_EXPIRE_ONLY`).
     ///

@@ -111,6 +111,83 @@ pub(crate) fn clone_device(session: BorrowedFd<'_>, new: BorrowedFd<'_>) -> io::
     unsafe { rustix::ioctl::ioctl(new, clone) }
 }
 
+/// `FUSE_DEV_IOC_BACKING_OPEN`'s argument and result: registers an open file as a kernel
+/// passthrough backing file and returns its positive backing id.
+struct BackingOpen(ringfuse_abi::kernel::fuse_backing_map);
+
+// SAFETY:
+// - `opcode` is `FUSE_DEV_IOC_BACKING_OPEN` = `_IOW(229, 1, struct fuse_backing_map)`
+//   (include/uapi/linux/fuse.h), and `as_ptr` points at a `fuse_backing_map` owned by
+//   `self`, which lives across the call: exactly what `fuse_dev_ioctl_backing_open`
+//   (fs/fuse/dev.c) reads with `copy_from_user`;
+// - the kernel only reads that struct (`IS_MUTATING = false`);
+// - the output is the ioctl's return value, the backing id (> 0 on success).
+unsafe impl rustix::ioctl::Ioctl for BackingOpen {
+    type Output = i32;
+    const IS_MUTATING: bool = false;
+
+    fn opcode(&self) -> Opcode {
+        ringfuse_abi::kernel::FUSE_DEV_IOC_BACKING_OPEN
+    }
+
+    fn as_ptr(&mut self) -> *mut core::ffi::c_void {
+        core::ptr::from_mut(&mut self.0).cast()
+    }
+
+    unsafe fn output_from_ptr(
+        out: rustix::ioctl::IoctlOutput,
+        _: *mut core::ffi::c_void,
+    ) -> io::Result<i32> {
+        Ok(out)
+    }
+}
+
+/// Registers `file` (an open regular file) as a passthrough backing file of the connection
+/// of `fuse` (`FUSE_DEV_IOC_BACKING_OPEN`, fuse-protocol.md §6.4); returns its backing id.
+/// Needs CAP_SYS_ADMIN and `FUSE_PASSTHROUGH` negotiated (EPERM otherwise).
+pub(crate) fn backing_open(fuse: BorrowedFd<'_>, file: BorrowedFd<'_>) -> io::Result<i32> {
+    fuse_device_only(fuse)?;
+    let map = ringfuse_abi::kernel::fuse_backing_map {
+        fd: file.as_raw_fd(),
+        flags: 0,
+        padding: 0,
+    };
+    // SAFETY:
+    // - the `Ioctl` implementation describes this call correctly (see `BackingOpen`), and
+    //   `fuse` is the FUSE character device (checked above), so the call reaches
+    //   `fuse_dev_ioctl`;
+    // - the kernel takes its own reference to `file` (`fget`), so no fd changes owner and
+    //   no Rust-visible memory changes.
+    unsafe { rustix::ioctl::ioctl(fuse, BackingOpen(map)) }
+}
+
+/// Releases a backing id (`FUSE_DEV_IOC_BACKING_CLOSE`): ENOENT for an unknown id. Files
+/// opened with it keep their backing file.
+pub(crate) fn backing_close(fuse: BorrowedFd<'_>, id: i32) -> io::Result<()> {
+    fuse_device_only(fuse)?;
+    let id = u32::try_from(id).map_err(|_| Errno::INVAL)?;
+    // SAFETY:
+    // - `Setter::new` requires `OPCODE` to be valid and `Input` the kernel's type:
+    //   `FUSE_DEV_IOC_BACKING_CLOSE` is `_IOW(229, 2, uint32_t)` and
+    //   `fuse_dev_ioctl_backing_close` reads one `u32` with `get_user`.
+    let close =
+        unsafe { Setter::<{ ringfuse_abi::kernel::FUSE_DEV_IOC_BACKING_CLOSE }, u32>::new(id) };
+    // SAFETY:
+    // - the `Setter` describes the call (above) and lives across it; `fuse` is the FUSE
+    //   device (checked above); the kernel writes no user memory and no fd changes owner.
+    unsafe { rustix::ioctl::ioctl(fuse, close) }
+}
+
+/// The proofs of the device ioctls need `fd` to be `/dev/fuse` (char 10:229).
+fn fuse_device_only(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let st = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
+    let is_char = FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::CharacterDevice;
+    if !is_char || (st.stx_rdev_major, st.stx_rdev_minor) != FUSE_DEVICE_NUMBER {
+        return Err(Errno::NOTTY);
+    }
+    Ok(())
+}
+
 /// What `statx` says about a path without ever sending a FUSE request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct MountId {
