@@ -38,6 +38,11 @@ mod sys;
 #[cfg(feature = "std")]
 pub mod testing;
 
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use abi::Errno;
 pub use attr::{Attr, Entry, FileType, NodeId, Timestamp};
 pub use cx::{Cx, MAX_TAG};
