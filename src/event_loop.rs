@@ -156,7 +156,11 @@ impl<F: Filesystem> Loop<'_, F> {
         let mut end = None;
         let mut resumed = 0u32;
         self.top_up(&mut slots)?;
-        while end.is_none() || slots.reads > 0 || slots.entries > 0 || init_armed {
+        // Once ending, wait for the device READs and the INIT event, not for idle native
+        // entries: the kernel completes those only on unmount, and dropping the ring (after
+        // this loop) cancels them through FUSE's own cancel path, which ASYNC_CANCEL does
+        // not reach.
+        while end.is_none() || slots.reads > 0 || init_armed {
             match self.ring.submit_and_wait(1) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
@@ -263,7 +267,7 @@ impl<F: Filesystem> Loop<'_, F> {
                     // Keep the device read: arm the next READ as soon as a request arrives,
                     // before its reply goes out, so queued requests keep flowing.
                     self.top_up(&mut slots)?;
-                } else if slots.reads > 0 || slots.entries > 0 {
+                } else if slots.reads > 0 {
                     self.cancel_all(&slots);
                 }
             }
@@ -629,6 +633,12 @@ impl<F: Filesystem> Loop<'_, F> {
                 (Action::Reply(enc::error_header(u, e.errno())), u)
             }
         };
+        // Every request that arrives through the ring must be committed, even those that
+        // take no reply (FORGET, NOTIFY_REPLY): commit an empty success.
+        let action = match action {
+            Action::Nothing => Action::Reply(enc::out_header(unique, 0)),
+            other => other,
+        };
         self.finish(i, action, unique)
     }
 
@@ -696,17 +706,12 @@ impl<F: Filesystem> Loop<'_, F> {
         let _ = push(self.ring, &sqe, self.stats);
     }
 
-    /// Cancels the armed READs and the entries waiting in the kernel.
+    /// Cancels the armed READs. (Native entries are left to the ring's teardown: see
+    /// [`Loop::run`].)
     fn cancel_all(&mut self, slots: &Slots) {
         for (i, &reading) in slots.reading.iter().enumerate().take(self.dev_slots) {
             if reading {
                 self.cancel(user_data(KIND_READ, i as u64));
-            }
-        }
-        for i in self.dev_slots..self.meta.len() {
-            let held = self.meta.get(i).is_some_and(|m| m.fs_holds);
-            if !held {
-                self.cancel(user_data(KIND_ENTRY, i as u64));
             }
         }
     }
@@ -731,10 +736,12 @@ impl<F: Filesystem> Loop<'_, F> {
             if !writes
                 && !held
                 && !stop_armed
-                && slots.entries == 0
                 && !self.notifier.busy()
                 && self.stats.fs_ops_in_flight == 0
             {
+                // Hand the kernel what is still queued (a last COMMIT_AND_FETCH delivers its
+                // reply when submitted; its fetch half is then cancelled with the ring).
+                let _ = self.ring.submit();
                 return Ok(());
             }
             match self.ring.submit_and_wait(1) {
@@ -756,8 +763,8 @@ impl<F: Filesystem> Loop<'_, F> {
                             m.write_in_flight = false;
                         }
                     }
-                    // A commit of a resumed reply fetched again: the connection is going
-                    // away, so it ends with an error; nothing more to do.
+                    // An entry completed while ending: a request arrived in it, or the
+                    // connection went away. Nothing more is served.
                     KIND_ENTRY => slots.entries = slots.entries.saturating_sub(1),
                     KIND_NOTIFY => self.notifier.completed(i, cqe.res(), self.stats),
                     KIND_STOP => stop_armed = false,
@@ -770,9 +777,6 @@ impl<F: Filesystem> Loop<'_, F> {
                 if resumed > 0 {
                     resumed = 0;
                     self.send_resumed(&mut slots);
-                    if slots.entries > 0 {
-                        self.cancel_all(&slots);
-                    }
                 }
             }
         }
