@@ -12,13 +12,16 @@
 //! answer, so the requests were really served), disarms and asserts that the loop thread
 //! allocated nothing in between. Entry and attribute TTLs are 0 and files are opened with
 //! `DIRECT_IO`, so every path walk, `fstat`, read and write really reaches the filesystem.
+//! It does this twice: on the classic transport, then with `TransportMode::Auto` (the
+//! native FUSE-over-io_uring transport when the kernel offers it).
 //!
 //! When something does allocate, the allocator keeps the backtraces of the first few
 //! allocations (captured with a re-entrancy flag set, so capturing is not counted) and the
 //! test prints them.
 //!
 //! This binary has exactly one `#[test]`: the allocator and the flag are process-wide.
-// A `GlobalAlloc` implementation cannot be written without `unsafe`; each block forwards
+// Unlike the other tests (STYLE.md rule 5), this one cannot forbid `unsafe`: a
+// `GlobalAlloc` cannot be written without it. Each block forwards
 // one call to `System` under the caller's own contract.
 #![allow(unsafe_code)]
 #![allow(clippy::unwrap_used, reason = "tests may unwrap (STYLE.md rule 31)")]
@@ -33,18 +36,18 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use arrayvec::ArrayVec;
-use ringfuse::abi::flags::FopenFlags;
+use ringfuse::abi::flags::{FopenFlags, InitFlags};
 use ringfuse::abi::request::Forgets;
 use ringfuse::mount::MountOptions;
 use ringfuse::{
-    Attr, Config, Cx, Done, Entry, Errno, FileType, Filesystem, NodeId, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDir, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Session,
-    SetAttr, Statfs, Stats, StopHandle, Timestamp,
+    Attr, Config, Cx, Done, Entry, Errno, FileType, Filesystem, InitConfig, NodeId, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDir, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    Session, SetAttr, Statfs, Stats, StopHandle, Timestamp, Transport, TransportMode,
 };
 use rustix::mount::UnmountFlags;
 
@@ -125,7 +128,7 @@ static GLOBAL: Counting = Counting;
 // The filesystem: one directory of regular files, all state preallocated
 
 /// Node slots (node id = slot + 2; the root is 1).
-const MAX_NODES: usize = 256;
+const MAX_NODES: usize = 1024;
 /// Longest file name.
 const NAME_MAX: usize = 40;
 /// Largest file.
@@ -180,6 +183,9 @@ struct Counters {
     served: AtomicU64,
     /// The same, per [`Op`].
     per_op: [AtomicU64; OPS.len()],
+    /// The kernel offered `FUSE_OVER_IO_URING` at INIT (the native transport is then used
+    /// if the session offers it).
+    uring_offered: AtomicBool,
 }
 
 struct Node {
@@ -297,6 +303,12 @@ impl FixedFs {
 }
 
 impl Filesystem for FixedFs {
+    fn init(&mut self, cfg: &mut InitConfig) -> Result<(), Errno> {
+        let uring = cfg.offered.contains(InitFlags::OVER_IO_URING);
+        self.counters.uring_offered.store(uring, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn lookup(
         &mut self,
         _cx: &mut Cx<'_>,
@@ -562,10 +574,10 @@ impl Filesystem for FixedFs {
             return reply.error(Errno::EEXIST);
         }
         let Ok(name) = ArrayVec::try_from(name) else {
-            return reply.error(Errno::NAMETOOLONG);
+            return reply.error(Errno::ENAMETOOLONG);
         };
         let Some(slot) = self.nodes.iter().position(|n| !n.used) else {
-            return reply.error(Errno::NOSPC);
+            return reply.error(Errno::ENOSPC);
         };
         let n = &mut self.nodes[slot];
         n.used = true;
@@ -649,59 +661,118 @@ impl Drop for Scratch {
     }
 }
 
+/// How long a stopped (or unmounted) session may take to finish what is in flight.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the loop thread hands back: what `run` returned, the transport it used, its stats.
+type LoopResult = (Result<(), ringfuse::Error>, Transport, Stats);
+
+/// How the loop thread ended.
+enum Ended {
+    /// After [`StopHandle::stop`], as it should.
+    Stopped(std::thread::Result<LoopResult>),
+    /// Only after the mount was lazily unmounted, when the stop did not end it in time.
+    Unmounted(std::thread::Result<LoopResult>),
+    /// Not even then: the thread is left to die with the process.
+    Stuck,
+}
+
 /// The session serving on its own thread. Dropping it stops the session and joins the
 /// thread (the session unmounts as it ends).
 struct Running {
+    /// The transport the session offers the kernel ([`Session::transport`] before INIT).
+    offered: Transport,
+    mountpoint: PathBuf,
     stop: StopHandle,
-    thread: Option<JoinHandle<(Result<(), ringfuse::Error>, Stats)>>,
+    thread: Option<JoinHandle<LoopResult>>,
 }
 
 impl Running {
-    fn start(mountpoint: &Path, fs: FixedFs) -> Self {
+    fn start(mountpoint: &Path, fs: FixedFs, mode: TransportMode) -> Self {
         let mut options = MountOptions::new();
         options
             .fsname("rf-noalloc")
             .unwrap()
             .subtype("rf-noalloc")
             .unwrap();
-        let config = Config::default().handle_signals(false);
+        let config = Config::default().handle_signals(false).transport(mode);
         let mut session = Session::new(fs, mountpoint, &options, config).expect("mount");
         let stop = session.stop_handle();
+        let offered = session.transport();
         let thread = std::thread::Builder::new()
             .name("ringfuse-loop".into())
             .spawn(move || {
                 let result = session.run();
-                (result, session.stats())
+                (result, session.transport(), session.stats())
             })
             .expect("spawn the loop thread");
         Self {
+            offered,
+            mountpoint: mountpoint.to_owned(),
             stop,
             thread: Some(thread),
         }
     }
 
-    /// Stops the session and waits for its thread: what `run` returned and the stats.
-    fn finish(&mut self) -> (Result<(), ringfuse::Error>, Stats) {
+    /// Stops the session and joins its thread. If the stop has not ended it within
+    /// [`STOP_TIMEOUT`], lazily unmounts (which ends the connection once nothing uses it)
+    /// and waits as long again, so that no thread outlives the test if it can be helped.
+    fn stop_and_join(&mut self) -> Option<Ended> {
+        fn join_within(thread: &JoinHandle<LoopResult>) -> bool {
+            let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+            while !thread.is_finished() {
+                if std::time::Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            true
+        }
+        let thread = self.thread.take()?;
         self.stop.stop();
-        let thread = self.thread.take().expect("finished once");
-        thread.join().expect("the loop thread panicked")
+        if join_within(&thread) {
+            return Some(Ended::Stopped(thread.join()));
+        }
+        eprintln!(
+            "!!!!! the session did not stop within {STOP_TIMEOUT:?} of StopHandle::stop; \
+             unmounting it lazily"
+        );
+        let _ = rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH);
+        if join_within(&thread) {
+            return Some(Ended::Unmounted(thread.join()));
+        }
+        eprintln!("!!!!! the session did not end within {STOP_TIMEOUT:?} of the unmount either");
+        Some(Ended::Stuck)
+    }
+
+    /// Stops the session and waits for its thread: what it returned, or why the stop
+    /// failed.
+    fn finish(&mut self) -> Result<LoopResult, String> {
+        match self.stop_and_join().expect("finished once") {
+            Ended::Stopped(Ok(joined)) => Ok(joined),
+            Ended::Stopped(Err(_)) => Err("the loop thread panicked".to_owned()),
+            Ended::Unmounted(joined) => Err(format!(
+                "the session did not stop within {STOP_TIMEOUT:?} of StopHandle::stop \
+                 (it ended only when unmounted: {:?})",
+                joined.map(|(result, transport, _)| (result, transport))
+            )),
+            Ended::Stuck => Err("the session ended neither on stop nor on unmount".to_owned()),
+        }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            self.stop.stop();
-            let _ = thread.join();
-        }
+        let _ = self.stop_and_join();
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The request mix
 
-/// Files that stay for the whole test: enough names that a listing takes several READDIRs.
-const KEEP: u64 = 120;
+/// Files that stay for the whole test: enough names (about 39 KiB of dirents) that a
+/// listing takes several READDIRs even with the 32 KiB buffer of `readdir(3)`.
+const KEEP: u64 = 700;
 /// Rounds of the mix before arming.
 const WARMUP_ROUNDS: u64 = 40;
 /// Rounds of the mix while armed (each is about 30 requests).
@@ -710,7 +781,7 @@ const ARMED_ROUNDS: u64 = 500;
 const MIN_REQUESTS: u64 = 10_000;
 
 fn keep_name(k: u64) -> String {
-    // 32 bytes: a 4 KiB READDIR page holds about 70 such entries.
+    // 32 bytes: 56 bytes of dirent each.
     format!("keep-{k:04}-padding-padding-pad")
 }
 
@@ -805,28 +876,51 @@ fn round(mnt: &Path, i: u64) {
     expect_not_found(&path);
 }
 
-fn print_traces() {
-    let traces = TRACES.lock().unwrap_or_else(PoisonError::into_inner);
-    for (n, (size, trace)) in traces.iter().enumerate() {
+/// What one armed window measured.
+struct Measured {
+    mode: TransportMode,
+    /// Known once the session has ended.
+    transport: Option<Transport>,
+    allocations: u64,
+    served: u64,
+    per_op: [u64; OPS.len()],
+    traces: Vec<(usize, Backtrace)>,
+    /// Whether the session stopped cleanly on [`StopHandle::stop`].
+    stop: Result<(), String>,
+}
+
+impl Measured {
+    #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    fn print(&self) {
         eprintln!(
-            "----- allocation #{} ({size} bytes) on the loop thread:\n{trace}",
-            n + 1
+            "no_alloc [{:?} mode]: {} allocations / {} requests served while armed \
+             = {:.6} allocations per request",
+            self.mode,
+            self.allocations,
+            self.served,
+            self.allocations as f64 / self.served.max(1) as f64,
         );
+        let ops: Vec<_> = OPS
+            .iter()
+            .zip(self.per_op)
+            .map(|(op, n)| format!("{op:?} {n}"))
+            .collect();
+        eprintln!("  per operation: {}", ops.join(", "));
+        for (n, (size, trace)) in self.traces.iter().enumerate() {
+            eprintln!(
+                "----- allocation #{} ({size} bytes) on the loop thread:\n{trace}",
+                n + 1
+            );
+        }
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The test
-
-#[test]
-fn serving_requests_does_not_allocate() {
-    if !can_mount() {
-        return;
-    }
+/// Mounts a fresh filesystem with `mode`, warms up, runs the armed window, stops.
+fn measure(mode: TransportMode) -> Measured {
     let scratch = Scratch::new();
     let mnt = scratch.path.clone();
     let counters = Arc::new(Counters::default());
-    let mut running = Running::start(&mnt, FixedFs::new(Arc::clone(&counters)));
+    let mut running = Running::start(&mnt, FixedFs::new(Arc::clone(&counters)), mode);
 
     // Blocks until the loop has answered INIT; ino 1 shows it is our filesystem.
     let root = std::fs::metadata(&mnt).unwrap();
@@ -839,7 +933,11 @@ fn serving_requests_does_not_allocate() {
         round(&mnt, i);
     }
     assert_eq!(counters.served.load(Ordering::Relaxed), 0, "not armed yet");
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "not armed yet");
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    TRACES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
 
     expect_not_found(&mnt.join("arm"));
     for i in 0..ARMED_ROUNDS {
@@ -847,35 +945,107 @@ fn serving_requests_does_not_allocate() {
     }
     expect_not_found(&mnt.join("disarm"));
 
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
-    let served = counters.served.load(Ordering::Relaxed);
+    let allocations = ALLOCATIONS.swap(0, Ordering::Relaxed);
+    let traces = core::mem::take(&mut *TRACES.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut measured = Measured {
+        mode,
+        transport: None,
+        allocations,
+        served: counters.served.load(Ordering::Relaxed),
+        per_op: core::array::from_fn(|i| counters.per_op[i].load(Ordering::Relaxed)),
+        traces,
+        stop: Ok(()),
+    };
+    // Print before stopping, so that the figures show even if stopping goes wrong.
+    measured.print();
+    eprintln!(
+        "  transport the session offers: {:?}; kernel offered FUSE_OVER_IO_URING: {}",
+        running.offered,
+        counters.uring_offered.load(Ordering::Relaxed)
+    );
 
-    let (result, stats) = running.finish();
-    result.expect("the session ended cleanly");
+    match running.finish() {
+        Ok((Ok(()), transport, stats)) => {
+            measured.transport = Some(transport);
+            eprintln!(
+                "  transport used: {transport:?}; {} requests in the whole session",
+                stats.requests()
+            );
+        }
+        Ok((Err(e), transport, _)) => {
+            measured.transport = Some(transport);
+            measured.stop = Err(format!("the session ended with an error: {e}"));
+        }
+        Err(e) => measured.stop = Err(e),
+    }
     drop(running);
     drop(scratch);
+    measured
+}
 
-    eprintln!(
-        "no_alloc: {allocations} allocations / {served} requests served while armed \
-         = {:.6} allocations per request ({} requests in the whole session)",
-        allocations as f64 / served.max(1) as f64,
-        stats.requests(),
-    );
-    for (op, n) in OPS.iter().zip(&counters.per_op) {
-        eprintln!("  {op:?}: {}", n.load(Ordering::Relaxed));
-    }
-    print_traces();
+// ---------------------------------------------------------------------------------------------
+// The test
 
-    assert!(
-        served >= MIN_REQUESTS,
-        "only {served} requests served while armed"
-    );
-    for (op, n) in OPS.iter().zip(&counters.per_op) {
-        assert!(n.load(Ordering::Relaxed) > 0, "no {op:?} while armed");
-    }
+/// The counter sees an allocation on an armed thread (and only there), and keeps its
+/// backtrace.
+fn self_check() {
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    let unarmed = std::hint::black_box(vec![1u8; 16]);
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0);
+    ARMED.set(true);
+    let armed = std::hint::black_box(vec![2u8; 24]);
+    ARMED.set(false);
+    drop((unarmed, armed));
     assert_eq!(
-        allocations, 0,
-        "the loop thread allocated {allocations} times while serving {served} requests \
-         (backtraces above)"
+        ALLOCATIONS.swap(0, Ordering::Relaxed),
+        1,
+        "the counter works"
     );
+    let traces = core::mem::take(&mut *TRACES.lock().unwrap_or_else(PoisonError::into_inner));
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0].0, 24);
+    assert!(
+        traces[0].1.to_string().contains("self_check"),
+        "the backtrace names its caller: {}",
+        traces[0].1
+    );
+}
+
+/// Both transports: classic, then the native one if the kernel offers it (else classic
+/// again).
+#[test]
+fn serving_requests_does_not_allocate() {
+    if !can_mount() {
+        return;
+    }
+    self_check();
+    let runs: Vec<Measured> = [TransportMode::Classic, TransportMode::Auto]
+        .into_iter()
+        .map(measure)
+        .collect();
+    for m in &runs {
+        let what = match m.transport {
+            Some(t) => format!("{:?} mode ({t:?} transport)", m.mode),
+            None => format!("{:?} mode", m.mode),
+        };
+        assert!(
+            m.served >= MIN_REQUESTS,
+            "{what}: only {} requests served while armed",
+            m.served
+        );
+        for (op, n) in OPS.iter().zip(m.per_op) {
+            assert!(n > 0, "{what}: no {op:?} while armed");
+        }
+        assert_eq!(
+            m.allocations, 0,
+            "{what}: the loop thread allocated {} times while serving {} requests \
+             (backtraces above)",
+            m.allocations, m.served
+        );
+    }
+    for m in &runs {
+        if let Err(e) = &m.stop {
+            panic!("{:?} mode: {e}", m.mode);
+        }
+    }
 }
