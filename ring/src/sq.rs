@@ -14,11 +14,13 @@ use linux_raw_sys::io_uring::io_uring_op as op;
 use linux_raw_sys::io_uring::{IORING_SQ_CQ_OVERFLOW, IORING_SQ_TASKRUN};
 use rustix::event::PollFlags;
 use rustix::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
-use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, Statx, StatxFlags};
+use rustix::fs::{
+    AtFlags, FallocateFlags, Mode, OFlags, RenameFlags, Statx, StatxFlags, XattrFlags,
+};
 use rustix::io::{Errno, IoSlice, IoSliceMut};
 use rustix::io_uring::{
     IoringAsyncCancelFlags, IoringEnterFlags, IoringFsyncFlags, IoringSqeFlags, IoringTimeoutFlags,
-    io_uring_enter,
+    io_uring_enter, open_how,
 };
 
 use crate::Ring;
@@ -510,6 +512,196 @@ impl Sqe {
             out,
         );
         sqe.op_flags = flags.bits();
+        sqe
+    }
+
+    /// `IORING_OP_OPENAT2`: `openat2(dirfd, path, how)` (Linux 5.6). `how` holds the open
+    /// flags, the mode and the `RESOLVE_*` flags that confine the lookup
+    /// (`RESOLVE_BENEATH`, `RESOLVE_NO_SYMLINKS`, `RESOLVE_NO_MAGICLINKS`, ...); `res` is the
+    /// new descriptor, as for [`Sqe::openat`].
+    ///
+    /// # Safety
+    ///
+    /// `path` and `how` must stay valid until this SQE's completion has been taken from the
+    /// ring.
+    #[doc(alias = "IORING_OP_OPENAT2")]
+    pub unsafe fn openat2(dirfd: BorrowedFd<'_>, path: &CStr, how: &open_how) -> Self {
+        Self::prep(
+            op::IORING_OP_OPENAT2,
+            dirfd.as_raw_fd(),
+            0,
+            path.as_ptr().addr() as u64,
+            len32(core::mem::size_of::<open_how>()),
+            core::ptr::from_ref(how).addr() as u64,
+        )
+    }
+
+    /// `IORING_OP_MKDIRAT`: `mkdirat(dirfd, path, mode)` (Linux 5.15). `res` is 0 or
+    /// `-errno`.
+    ///
+    /// # Safety
+    ///
+    /// `path` must stay valid until this SQE's completion has been taken from the ring.
+    #[doc(alias = "IORING_OP_MKDIRAT")]
+    pub unsafe fn mkdirat(dirfd: BorrowedFd<'_>, path: &CStr, mode: Mode) -> Self {
+        Self::prep(
+            op::IORING_OP_MKDIRAT,
+            dirfd.as_raw_fd(),
+            0,
+            path.as_ptr().addr() as u64,
+            mode.bits(),
+            0,
+        )
+    }
+
+    /// `IORING_OP_SYMLINKAT`: `symlinkat(target, newdirfd, linkpath)` (Linux 5.15): creates
+    /// `linkpath` (relative to `newdirfd`) pointing to `target`. `res` is 0 or `-errno`.
+    ///
+    /// # Safety
+    ///
+    /// `target` and `linkpath` must stay valid until this SQE's completion has been taken
+    /// from the ring.
+    #[doc(alias = "IORING_OP_SYMLINKAT")]
+    pub unsafe fn symlinkat(target: &CStr, newdirfd: BorrowedFd<'_>, linkpath: &CStr) -> Self {
+        Self::prep(
+            op::IORING_OP_SYMLINKAT,
+            newdirfd.as_raw_fd(),
+            0,
+            target.as_ptr().addr() as u64,
+            0,
+            linkpath.as_ptr().addr() as u64,
+        )
+    }
+
+    /// `IORING_OP_LINKAT`: `linkat(olddirfd, oldpath, newdirfd, newpath, flags)` (Linux
+    /// 5.15); `flags` may hold `SYMLINK_FOLLOW` and `EMPTY_PATH` (link the file `olddirfd`
+    /// itself refers to, with an empty `oldpath`). `res` is 0 or `-errno`.
+    ///
+    /// # Safety
+    ///
+    /// `oldpath` and `newpath` must stay valid until this SQE's completion has been taken
+    /// from the ring.
+    #[doc(alias = "IORING_OP_LINKAT")]
+    pub unsafe fn linkat(
+        olddirfd: BorrowedFd<'_>,
+        oldpath: &CStr,
+        newdirfd: BorrowedFd<'_>,
+        newpath: &CStr,
+        flags: AtFlags,
+    ) -> Self {
+        // The kernel reads the new directory's descriptor from `len` (an int).
+        let new_dfd = u32::from_ne_bytes(newdirfd.as_raw_fd().to_ne_bytes());
+        let mut sqe = Self::prep(
+            op::IORING_OP_LINKAT,
+            olddirfd.as_raw_fd(),
+            0,
+            oldpath.as_ptr().addr() as u64,
+            new_dfd,
+            newpath.as_ptr().addr() as u64,
+        );
+        sqe.op_flags = flags.bits();
+        sqe
+    }
+
+    /// `IORING_OP_UNLINKAT`: `unlinkat(dirfd, path, flags)` (Linux 5.11); `AtFlags::REMOVEDIR`
+    /// removes an empty directory (`rmdir`). `res` is 0 or `-errno`.
+    ///
+    /// # Safety
+    ///
+    /// `path` must stay valid until this SQE's completion has been taken from the ring.
+    #[doc(alias = "IORING_OP_UNLINKAT")]
+    pub unsafe fn unlinkat(dirfd: BorrowedFd<'_>, path: &CStr, flags: AtFlags) -> Self {
+        let mut sqe = Self::prep(
+            op::IORING_OP_UNLINKAT,
+            dirfd.as_raw_fd(),
+            0,
+            path.as_ptr().addr() as u64,
+            0,
+            0,
+        );
+        sqe.op_flags = flags.bits();
+        sqe
+    }
+
+    /// `IORING_OP_RENAMEAT`: `renameat2(olddirfd, oldpath, newdirfd, newpath, flags)` (Linux
+    /// 5.11); `flags` may hold `NOREPLACE`, `EXCHANGE` or `WHITEOUT`. `res` is 0 or `-errno`.
+    ///
+    /// # Safety
+    ///
+    /// `oldpath` and `newpath` must stay valid until this SQE's completion has been taken
+    /// from the ring.
+    #[doc(alias = "IORING_OP_RENAMEAT")]
+    pub unsafe fn renameat(
+        olddirfd: BorrowedFd<'_>,
+        oldpath: &CStr,
+        newdirfd: BorrowedFd<'_>,
+        newpath: &CStr,
+        flags: RenameFlags,
+    ) -> Self {
+        // As for linkat: the new directory's descriptor travels in `len`.
+        let new_dfd = u32::from_ne_bytes(newdirfd.as_raw_fd().to_ne_bytes());
+        let mut sqe = Self::prep(
+            op::IORING_OP_RENAMEAT,
+            olddirfd.as_raw_fd(),
+            0,
+            oldpath.as_ptr().addr() as u64,
+            new_dfd,
+            newpath.as_ptr().addr() as u64,
+        );
+        sqe.op_flags = flags.bits();
+        sqe
+    }
+
+    /// `IORING_OP_FTRUNCATE`: `ftruncate(fd, len)` (Linux 6.9); the file must be open for
+    /// writing. `res` is 0 or `-errno` (`-EINVAL` from older kernels, which lack the opcode).
+    #[doc(alias = "IORING_OP_FTRUNCATE")]
+    pub fn ftruncate<'fd>(target: impl Into<Target<'fd>>, len: u64) -> Self {
+        Self::on(op::IORING_OP_FTRUNCATE, target.into(), 0, 0, len)
+    }
+
+    /// `IORING_OP_GETXATTR`: `getxattr(path, name, value)` (Linux 5.19), following a
+    /// trailing symlink (so `/proc/self/fd/N` reaches the file descriptor `N` refers to).
+    /// `res` is the value's length; an empty `value` asks for the length only.
+    ///
+    /// # Safety
+    ///
+    /// `path`, `name` and `value` must stay valid, and `value` must not be read or written
+    /// by anything else, until this SQE's completion has been taken from the ring.
+    #[doc(alias = "IORING_OP_GETXATTR")]
+    pub unsafe fn getxattr(path: &CStr, name: &CStr, value: &mut [u8]) -> Self {
+        let mut sqe = Self::prep(
+            op::IORING_OP_GETXATTR,
+            0,
+            0,
+            name.as_ptr().addr() as u64,
+            len32(value.len()),
+            addr64(value),
+        );
+        // addr3: the path.
+        sqe.cmd[0] = path.as_ptr().addr() as u64;
+        sqe
+    }
+
+    /// `IORING_OP_SETXATTR`: `setxattr(path, name, value, flags)` (Linux 5.19), following a
+    /// trailing symlink; `flags` may hold `CREATE` or `REPLACE`. `res` is 0 or `-errno`.
+    ///
+    /// # Safety
+    ///
+    /// `path`, `name` and `value` must stay valid and unmodified until this SQE's completion
+    /// has been taken from the ring.
+    #[doc(alias = "IORING_OP_SETXATTR")]
+    pub unsafe fn setxattr(path: &CStr, name: &CStr, value: &[u8], flags: XattrFlags) -> Self {
+        let mut sqe = Self::prep(
+            op::IORING_OP_SETXATTR,
+            0,
+            0,
+            name.as_ptr().addr() as u64,
+            len32(value.len()),
+            addr64(value),
+        );
+        sqe.op_flags = flags.bits();
+        // addr3: the path.
+        sqe.cmd[0] = path.as_ptr().addr() as u64;
         sqe
     }
 

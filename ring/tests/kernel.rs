@@ -565,3 +565,239 @@ fn registered_files_through_fixed_target() {
     ring.unregister_files().unwrap();
     assert_eq!(ring.unregister_files(), Err(Errno::NXIO));
 }
+
+/// A fresh temporary directory for this process, opened as a directory descriptor.
+fn temp_dir(name: &str) -> (PathBuf, rustix::fd::OwnedFd) {
+    let path = temp_path(name);
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir(&path).unwrap();
+    let fd = rustix::fs::open(
+        &path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    (path, fd)
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn openat2_resolve_beneath_confines_the_lookup() {
+    use rustix::fs::ResolveFlags;
+    use rustix::io_uring::open_how;
+    let (dir, dfd) = temp_dir("openat2");
+    std::fs::write(dir.join("inside"), b"in").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dir.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../x", dir.join("up")).unwrap();
+    let mut ring = Builder::event_loop(8).build().unwrap();
+    let mut how = open_how::zeroed();
+    how.flags = u64::from((OFlags::RDONLY | OFlags::CLOEXEC).bits());
+    how.resolve = ResolveFlags::BENEATH;
+    let cases: [(&std::ffi::CStr, Result<(), Errno>); 5] = [
+        (c"inside", Ok(())),
+        (c"..", Err(Errno::XDEV)),
+        (c"abs", Err(Errno::XDEV)),
+        (c"up", Err(Errno::XDEV)),
+        (c"missing", Err(Errno::NOENT)),
+    ];
+    for (k, (name, want)) in cases.iter().enumerate() {
+        // SAFETY: `name` (a literal) and `how` outlive the completion reaped just below.
+        let sqe = unsafe { Sqe::openat2(dfd.as_fd(), name, &how) };
+        ring.push(&sqe.user_data(k as u64)).unwrap();
+        let cqe = reap(&mut ring, 1)[0];
+        // SAFETY: the completion of an openat2, taken once.
+        let got = unsafe { cqe.into_owned_fd() };
+        assert_eq!(got.as_ref().map(drop).map_err(|e| *e), *want, "{name:?}");
+        if let Ok(fd) = got {
+            let mut buf = [0u8; 4];
+            assert_eq!(rustix::io::read(&fd, &mut buf).unwrap(), 2);
+        }
+    }
+    // O_PATH | O_NOFOLLOW gives the symlink itself.
+    how.flags = u64::from((OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC).bits());
+    // SAFETY: as above.
+    let sqe = unsafe { Sqe::openat2(dfd.as_fd(), c"abs", &how) };
+    ring.push(&sqe.user_data(9)).unwrap();
+    // SAFETY: as above.
+    let fd = unsafe { reap(&mut ring, 1)[0].into_owned_fd() }.unwrap();
+    // statx of that O_PATH descriptor through the ring (AT_EMPTY_PATH) sees the link.
+    let mut stx = rustix::fs::statx(CWD, "/", AtFlags::empty(), StatxFlags::BASIC_STATS).unwrap();
+    let flags = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW;
+    // SAFETY: the literal and `stx` outlive the completion reaped just below.
+    let sqe = unsafe { Sqe::statx(fd.as_fd(), c"", flags, StatxFlags::BASIC_STATS, &mut stx) };
+    ring.push(&sqe.user_data(10)).unwrap();
+    assert_eq!(reap(&mut ring, 1)[0].res(), 0);
+    assert_eq!(
+        rustix::fs::FileType::from_raw_mode(u32::from(stx.stx_mode)),
+        rustix::fs::FileType::Symlink
+    );
+    assert_eq!(stx.stx_size, "/etc/hostname".len() as u64);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn namespace_operations_through_the_ring() {
+    let (dir, dfd) = temp_dir("namespace");
+    let d = dfd.as_fd();
+    std::fs::write(dir.join("file"), b"data").unwrap();
+    let mut ring = Builder::event_loop(8).build().unwrap();
+    let mut run = |sqe: Sqe| {
+        ring.push(&sqe.user_data(1)).unwrap();
+        reap(&mut ring, 1)[0].result()
+    };
+    // SAFETY: the paths are literals, valid for the whole program, and each completion is
+    // reaped by `run` before the next SQE is built (so for every block below).
+    let made = run(unsafe { Sqe::mkdirat(d, c"sub", Mode::from_raw_mode(0o750)) });
+    assert_eq!(made, Ok(0));
+    let st = std::fs::metadata(dir.join("sub")).unwrap();
+    assert!(st.is_dir());
+    // The umask may take bits away, never add any.
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&st.permissions()) & 0o777 & !0o750,
+        0
+    );
+    // SAFETY: as above.
+    let again = run(unsafe { Sqe::mkdirat(d, c"sub", Mode::from_raw_mode(0o700)) });
+    assert_eq!(again, Err(Errno::EXIST));
+    // SAFETY: as above.
+    let linked = run(unsafe { Sqe::symlinkat(c"file", d, c"sub/ln") });
+    assert_eq!(linked, Ok(0));
+    assert_eq!(
+        std::fs::read_link(dir.join("sub/ln")).unwrap(),
+        PathBuf::from("file")
+    );
+    // SAFETY: as above.
+    let link = run(unsafe { Sqe::linkat(d, c"file", d, c"hard", AtFlags::empty()) });
+    assert_eq!(link, Ok(0));
+    assert_eq!(std::fs::read(dir.join("hard")).unwrap(), b"data");
+    // linkat of a descriptor (AT_EMPTY_PATH; needs CAP_DAC_READ_SEARCH, else ENOENT).
+    let fd = rustix::fs::openat(d, "file", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    // SAFETY: as above.
+    let by_fd = run(unsafe { Sqe::linkat(fd.as_fd(), c"", d, c"byfd", AtFlags::EMPTY_PATH) });
+    if by_fd == Err(Errno::NOENT) {
+        eprintln!("linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; that case skipped");
+    } else {
+        assert_eq!(by_fd, Ok(0));
+        assert_eq!(std::fs::read(dir.join("byfd")).unwrap(), b"data");
+    }
+    // SAFETY: as above.
+    let renamed = run(unsafe {
+        Sqe::renameat(
+            d,
+            c"hard",
+            d,
+            c"sub/moved",
+            rustix::fs::RenameFlags::empty(),
+        )
+    });
+    assert_eq!(renamed, Ok(0));
+    assert!(dir.join("sub/moved").exists() && !dir.join("hard").exists());
+    // SAFETY: as above.
+    let noreplace = run(unsafe {
+        Sqe::renameat(
+            d,
+            c"file",
+            d,
+            c"sub/moved",
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+    });
+    assert_eq!(noreplace, Err(Errno::EXIST));
+    // SAFETY: as above.
+    let not_empty = run(unsafe { Sqe::unlinkat(d, c"sub", AtFlags::REMOVEDIR) });
+    assert_eq!(not_empty, Err(Errno::NOTEMPTY));
+    for name in [c"sub/moved", c"sub/ln"] {
+        // SAFETY: as above.
+        let unlinked = run(unsafe { Sqe::unlinkat(d, name, AtFlags::empty()) });
+        assert_eq!(unlinked, Ok(0));
+    }
+    // SAFETY: as above.
+    let removed = run(unsafe { Sqe::unlinkat(d, c"sub", AtFlags::REMOVEDIR) });
+    assert_eq!(removed, Ok(0));
+    assert!(!dir.join("sub").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ftruncate_through_the_ring() {
+    let path = temp_path("ftruncate");
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let mut ring = Builder::event_loop(8).build().unwrap();
+    ring.push(&Sqe::ftruncate(file.as_fd(), 12345).user_data(1))
+        .unwrap();
+    assert_eq!(reap(&mut ring, 1)[0].res(), 0);
+    assert_eq!(file.metadata().unwrap().len(), 12345);
+    ring.push(&Sqe::ftruncate(file.as_fd(), 7).user_data(2))
+        .unwrap();
+    assert_eq!(reap(&mut ring, 1)[0].res(), 0);
+    assert_eq!(file.metadata().unwrap().len(), 7);
+    // A read-only descriptor cannot be truncated.
+    let ro = File::open(&path).unwrap();
+    ring.push(&Sqe::ftruncate(ro.as_fd(), 0).user_data(3))
+        .unwrap();
+    assert!(reap(&mut ring, 1)[0].result().is_err());
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn getxattr_and_setxattr_through_the_ring() {
+    let path = temp_path("xattr");
+    std::fs::write(&path, b"x").unwrap();
+    let cpath = CString::new(path.to_str().unwrap()).unwrap();
+    let mut ring = Builder::event_loop(8).build().unwrap();
+    let value = b"ring value";
+    // SAFETY: `cpath`, the literal name and `value` outlive the completion reaped below.
+    let set = unsafe {
+        Sqe::setxattr(
+            &cpath,
+            c"user.ringfuse",
+            value,
+            rustix::fs::XattrFlags::CREATE,
+        )
+    };
+    ring.push(&set.user_data(1)).unwrap();
+    let res = reap(&mut ring, 1)[0].result();
+    if res == Err(Errno::OPNOTSUPP) {
+        eprintln!("the temporary directory's filesystem has no user xattrs; skipped");
+        std::fs::remove_file(&path).unwrap();
+        return;
+    }
+    assert_eq!(res, Ok(0));
+    // The size query, then the value.
+    let mut none = [0u8; 0];
+    // SAFETY: as above; `none` is empty.
+    let size = unsafe { Sqe::getxattr(&cpath, c"user.ringfuse", &mut none) };
+    ring.push(&size.user_data(2)).unwrap();
+    assert_eq!(reap(&mut ring, 1)[0].result(), Ok(value.len() as u32));
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is not touched until the completion is reaped below.
+    let get = unsafe { Sqe::getxattr(&cpath, c"user.ringfuse", &mut buf) };
+    ring.push(&get.user_data(3)).unwrap();
+    assert_eq!(reap(&mut ring, 1)[0].result(), Ok(value.len() as u32));
+    assert_eq!(&buf[..value.len()], value);
+    // CREATE on an existing attribute, and a missing one.
+    // SAFETY: as above.
+    let again = unsafe {
+        Sqe::setxattr(
+            &cpath,
+            c"user.ringfuse",
+            value,
+            rustix::fs::XattrFlags::CREATE,
+        )
+    };
+    ring.push(&again.user_data(4)).unwrap();
+    assert_eq!(reap(&mut ring, 1)[0].result(), Err(Errno::EXIST));
+    // SAFETY: as above.
+    let missing = unsafe { Sqe::getxattr(&cpath, c"user.none", &mut buf) };
+    ring.push(&missing.user_data(5)).unwrap();
+    assert_eq!(reap(&mut ring, 1)[0].result(), Err(Errno::NODATA));
+    std::fs::remove_file(&path).unwrap();
+}

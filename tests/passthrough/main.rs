@@ -1,0 +1,1203 @@
+//! The `passthrough` example, mounted for real: a tree copied through the mount and read
+//! back byte-identical from the source directory (and the other way round), concurrent
+//! readers and writers, a slow backing read that must not hold up an unrelated `stat`,
+//! confinement to the source directory, namespace operations compared with the backing
+//! filesystem itself, files created by a non-root caller, and the kernel passthrough
+//! fallback. Each test runs without and with `-o passthrough`.
+//!
+//! Needs root and `/dev/fuse` (fails loudly otherwise, unless
+//! `RINGFUSE_SKIP_MOUNT_TESTS=1`); runs serially. The server is the example binary, built
+//! by the test (`RINGFUSE_PASSTHROUGH_BIN` names a prebuilt one). Every mount is made in a
+//! fresh temporary directory and lazily unmounted, and every server killed, on the way
+//! out, even when a test fails.
+//!
+//! The harness is self-contained rather than shared with `tests/common`, which other
+//! suites are changing at the same time.
+#![forbid(unsafe_code)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests may unwrap: a panic is the failure report"
+)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test reads best as one scripted story"
+)]
+
+use std::ffi::{CStr, OsStr};
+use std::fs::{self, File};
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ringfuse::abi::flags::FopenFlags;
+use ringfuse::mount::MountOptions;
+use ringfuse::reply::kind;
+use ringfuse::ring::Sqe;
+use ringfuse::{
+    Attr, Config, Cx, Deferred, Done, Entry, Errno, FileType, Filesystem, NodeId, ReplyAttr,
+    ReplyData, ReplyEntry, ReplyOpen, Session, StopHandle, Timestamp,
+};
+use rustix::event::PollFlags;
+use rustix::mount::UnmountFlags;
+use rustix::process::{Pid, Signal};
+
+/// Longest a single step (a command, a syscall) may take before it counts as hung.
+const T: Duration = Duration::from_secs(60);
+/// How long the server may take to mount, or to exit once unmounted.
+const START: Duration = Duration::from_secs(20);
+
+/// The ways of serving: reads and writes through the ring, kernel passthrough asked for
+/// (which falls back to the ring when the kernel refuses it), and the ring again over the
+/// classic `/dev/fuse` transport (the default is FUSE-over-io_uring where the kernel has
+/// it enabled).
+const MODES: [&[&str]; 3] = [&[], &["-o", "passthrough"], &["--transport", "classic"]];
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One mounting test at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether mount tests can run; fails loudly if not, unless `RINGFUSE_SKIP_MOUNT_TESTS=1`.
+fn can_mount() -> bool {
+    let why = if !rustix::process::geteuid().is_root() {
+        "not running as root (mounting FUSE needs CAP_SYS_ADMIN)"
+    } else if !Path::new("/dev/fuse").exists() {
+        "/dev/fuse does not exist (modprobe fuse)"
+    } else {
+        return true;
+    };
+    eprintln!("\n!!!!! passthrough mount test NOT RUN: {why} !!!!!\n");
+    if std::env::var_os("RINGFUSE_SKIP_MOUNT_TESTS").as_deref() == Some(OsStr::new("1")) {
+        eprintln!("(skipped because RINGFUSE_SKIP_MOUNT_TESTS=1)");
+        return false;
+    }
+    panic!("cannot run mount tests: {why}; run as root, or set RINGFUSE_SKIP_MOUNT_TESTS=1");
+}
+
+/// Lazily unmounts everything stacked on `path`.
+fn detach_all(path: &Path) {
+    for _ in 0..16 {
+        if rustix::mount::unmount(path, UnmountFlags::DETACH).is_err() {
+            break;
+        }
+    }
+}
+
+/// Whether `path` is a FUSE mount point now.
+fn is_fuse_mount(path: &Path) -> bool {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    text.lines().any(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        let dash = f.iter().position(|x| *x == "-").unwrap();
+        Path::new(f[4]) == path && f[dash + 1].starts_with("fuse")
+    })
+}
+
+/// A fresh temporary directory (mode 0755, canonical path). Dropping it lazily unmounts
+/// whatever is mounted anywhere below it, then removes it.
+struct Scratch {
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("ringfuse-pt-")
+            .tempdir()
+            .unwrap();
+        let dir = fs::canonicalize(tmp.path()).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        Self { dir, _tmp: tmp }
+    }
+
+    /// A new directory (with its parents) inside.
+    fn mkdir(&self, rel: &str) -> PathBuf {
+        let p = self.dir.join(rel);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut under: Vec<PathBuf> = text
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
+            .filter(|p| p.starts_with(&self.dir))
+            .collect();
+        under.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in under {
+            detach_all(&p);
+        }
+    }
+}
+
+/// The example binary: `RINGFUSE_PASSTHROUGH_BIN`, or built next to this test executable
+/// (`cargo test --test passthrough` does not build examples).
+fn server_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(p) = std::env::var_os("RINGFUSE_PASSTHROUGH_BIN") {
+        return PathBuf::from(p);
+    }
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+            let target_dir = profile_dir.parent().unwrap();
+            let profile = profile_dir.file_name().and_then(OsStr::to_str).unwrap();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "--example", "passthrough"])
+                .arg("--manifest-path")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(target_dir);
+            match profile {
+                "debug" => {}
+                "release" => {
+                    cmd.arg("--release");
+                }
+                other => {
+                    cmd.args(["--profile", other]);
+                }
+            }
+            let out = run(&mut cmd, Duration::from_secs(900));
+            assert!(
+                out.status.success(),
+                "building the passthrough example failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            profile_dir.join("examples").join("passthrough")
+        })
+        .clone()
+}
+
+/// A `passthrough SOURCE MNT ARGS...` process. Dropping it lazily unmounts `mnt`, then
+/// sends SIGTERM, then SIGKILL, and reaps it.
+struct Server {
+    child: Child,
+    mnt: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    exited: Option<std::process::ExitStatus>,
+}
+
+impl Server {
+    fn start(source: &Path, mnt: &Path, args: &[&str]) -> Self {
+        let logs = mnt.parent().unwrap();
+        let stdout = logs.join("server.stdout");
+        let stderr = logs.join("server.stderr");
+        let child = Command::new(server_bin())
+            .arg(source)
+            .arg(mnt)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut s = Self {
+            child,
+            mnt: mnt.to_owned(),
+            stdout,
+            stderr,
+            exited: None,
+        };
+        let started = Instant::now();
+        let parent_dev = fs::metadata(mnt.parent().unwrap()).unwrap().dev();
+        loop {
+            if let Some(st) = s.child.try_wait().unwrap() {
+                s.exited = Some(st);
+                panic!("the server exited ({st}) before mounting:\n{}", s.stderr());
+            }
+            if is_fuse_mount(mnt) {
+                let m = mnt.to_owned();
+                let dev = within(T, "stat of the new mount", move || {
+                    fs::metadata(m).map(|md| md.dev())
+                });
+                if dev.is_ok_and(|d| d != parent_dev) {
+                    return s;
+                }
+            }
+            assert!(
+                started.elapsed() < START,
+                "no mount after {START:?}:\n{}",
+                s.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Unmounts and waits for a clean exit; returns (stdout, stderr).
+    fn stop(mut self) -> (String, String) {
+        rustix::mount::unmount(&self.mnt, UnmountFlags::empty()).unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.exited = Some(st);
+                assert!(st.success(), "server exited with {st}:\n{}", self.stderr());
+                return (self.stdout(), self.stderr());
+            }
+            assert!(
+                started.elapsed() < START,
+                "server still running {START:?} after the unmount:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        detach_all(&self.mnt);
+        if self.exited.is_some() {
+            return;
+        }
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap();
+        let _ = rustix::process::kill_process(pid, Signal::TERM);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `f` on another thread; panics with `what` if it has not returned within `timeout`.
+fn within<R: Send + 'static>(
+    timeout: Duration,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("{what}: no answer within {timeout:?} (hung)"))
+}
+
+/// Runs a command in its own process group (killed if it hangs), output captured.
+fn run(cmd: &mut Command, timeout: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    if let Ok(out) = rx.recv_timeout(timeout) {
+        out.unwrap()
+    } else {
+        let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        panic!("{cmd:?} did not finish within {timeout:?} (hung)");
+    }
+}
+
+/// `sh -c script` in `dir`.
+fn sh(dir: &Path, script: &str) -> Output {
+    run(Command::new("sh").arg("-c").arg(script).current_dir(dir), T)
+}
+
+/// `sh -c script` in `dir`, which must succeed; returns its stdout.
+fn sh_ok(dir: &Path, script: &str) -> String {
+    let out = sh(dir, script);
+    assert!(
+        out.status.success(),
+        "`{script}` in {} failed ({}):\n{}{}",
+        dir.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `diff -r --no-dereference a b` must find no difference (contents, symlink targets, the
+/// set of names).
+fn assert_same_tree(a: &Path, b: &Path) {
+    let out = run(
+        Command::new("diff")
+            .args(["-r", "--no-dereference"])
+            .arg(a)
+            .arg(b),
+        T,
+    );
+    assert!(
+        out.status.success(),
+        "diff -r {} {}:\n{}{}",
+        a.display(),
+        b.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), different for each `seed`.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_ne_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A tree of files of many sizes (empty, small, unaligned, several MiB), nested
+/// directories, symlinks (relative, absolute, dangling) and a hard link.
+fn make_tree(root: &Path, seed: u64) {
+    fs::create_dir_all(root.join("a/b/c")).unwrap();
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    let sizes = [
+        0usize,
+        1,
+        100,
+        4095,
+        4096,
+        4097,
+        65_536,
+        131_071,
+        131_072,
+        131_073,
+        1_000_003,
+        3 << 20,
+    ];
+    for (k, &n) in sizes.iter().enumerate() {
+        let dir = ["", "a", "a/b", "a/b/c"][k % 4];
+        let p = root.join(dir).join(format!("f{k}-{n}.bin"));
+        fs::write(p, random_bytes(n, seed + k as u64)).unwrap();
+    }
+    fs::write(root.join("a/text.txt"), "some text\n".repeat(1000)).unwrap();
+    std::os::unix::fs::symlink("text.txt", root.join("a/rel-link")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", root.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("missing/target", root.join("a/b/dangling")).unwrap();
+    fs::hard_link(root.join("a/text.txt"), root.join("a/b/hard.txt")).unwrap();
+    fs::set_permissions(root.join("a/text.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. A tree through the mount, both ways
+
+#[test]
+fn tree_copied_in_and_out_is_byte_identical() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    for args in MODES {
+        let scratch = Scratch::new();
+        let reference = scratch.mkdir("reference");
+        make_tree(&reference, 7);
+        let src = scratch.mkdir("src");
+        let mnt = scratch.mkdir("mnt");
+        let server = Server::start(&src, &mnt, args);
+
+        // In through the mount, checked through the mount and in the source directory.
+        let t = Instant::now();
+        sh_ok(&scratch.dir, "cp -a reference mnt/in");
+        println!("{args:?}: cp -a into the mount: {:?}", t.elapsed());
+        assert_same_tree(&reference, &src.join("in"));
+        assert_same_tree(&reference, &mnt.join("in"));
+        // Hard links stay hard links, modes and symlinks come through.
+        let a = fs::metadata(src.join("in/a/text.txt")).unwrap();
+        let b = fs::metadata(src.join("in/a/b/hard.txt")).unwrap();
+        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+        assert_eq!(a.mode() & 0o777, 0o640);
+        let through = fs::metadata(mnt.join("in/a/b/hard.txt")).unwrap();
+        assert_eq!(through.nlink(), 2);
+        assert_eq!(
+            fs::read_link(mnt.join("in/a/b/dangling")).unwrap(),
+            PathBuf::from("missing/target")
+        );
+
+        // The other way: written in the source directory, read through the mount.
+        make_tree(&src.join("out"), 99);
+        let t = Instant::now();
+        sh_ok(&scratch.dir, "cp -a mnt/out copied-out");
+        println!("{args:?}: cp -a out of the mount: {:?}", t.elapsed());
+        assert_same_tree(&src.join("out"), &mnt.join("out"));
+        assert_same_tree(&src.join("out"), &scratch.dir.join("copied-out"));
+
+        // A big directory, listed through the mount (READDIR offsets over many calls).
+        let big = src.join("out/many");
+        fs::create_dir(&big).unwrap();
+        let mut want: Vec<String> = (0..3000)
+            .map(|k| format!("entry-with-a-longish-name-{k:05}"))
+            .collect();
+        for name in &want {
+            File::create(big.join(name)).unwrap();
+        }
+        let mut got: Vec<String> = fs::read_dir(mnt.join("out/many"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        got.sort();
+        want.sort();
+        assert!(got == want, "listing of 3000 entries differs");
+
+        // A change behind the mount's back is seen once the TTL (1 s) has passed.
+        fs::write(src.join("out/a/text.txt"), b"changed").unwrap();
+        let seen = Instant::now();
+        loop {
+            if fs::read(mnt.join("out/a/text.txt")).unwrap() == b"changed" {
+                break;
+            }
+            assert!(
+                seen.elapsed() < T,
+                "the change never showed through the mount"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (stdout, _) = server.stop();
+        println!("{args:?}: {}", stdout.trim());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Concurrent readers and writers
+
+#[test]
+fn concurrent_readers_and_writers_on_several_files() {
+    const FILES: usize = 4;
+    const LEN: usize = 4 << 20;
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    for args in MODES {
+        let scratch = Scratch::new();
+        let src = scratch.mkdir("src");
+        let mnt = scratch.mkdir("mnt");
+        for k in 0..FILES {
+            fs::write(src.join(format!("r{k}")), random_bytes(LEN, k as u64)).unwrap();
+        }
+        let server = Server::start(&src, &mnt, args);
+        let t = Instant::now();
+        let mut threads = Vec::new();
+        // Writers: each fills its own file with pwrite in odd-sized chunks, then one of them
+        // also rewrites a shared file's own region.
+        for k in 0..FILES {
+            let path = mnt.join(format!("w{k}"));
+            let shared = mnt.join("shared");
+            threads.push(std::thread::spawn(move || {
+                let data = random_bytes(LEN, 100 + k as u64);
+                let f = File::create(&path).unwrap();
+                for (n, chunk) in data.chunks(77_777).enumerate() {
+                    f.write_all_at(chunk, (n * 77_777) as u64).unwrap();
+                }
+                f.sync_all().unwrap();
+                let s = fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&shared)
+                    .unwrap();
+                s.write_all_at(&vec![b'a' + k as u8; 65_536], (k * 65_536) as u64)
+                    .unwrap();
+            }));
+        }
+        // Readers: each reads every pre-existing file several times, whole and by pread.
+        for k in 0..FILES {
+            let mnt = mnt.clone();
+            threads.push(std::thread::spawn(move || {
+                for round in 0..3 {
+                    for j in 0..FILES {
+                        let name = format!("r{}", (j + k + round) % FILES);
+                        let want = random_bytes(LEN, ((j + k + round) % FILES) as u64);
+                        let got = fs::read(mnt.join(&name)).unwrap();
+                        assert!(got == want, "reader {k}: {name} differs");
+                        let f = File::open(mnt.join(&name)).unwrap();
+                        let mut buf = vec![0u8; 10_000];
+                        let at = 1_234_567 + round * 1000;
+                        f.read_exact_at(&mut buf, at as u64).unwrap();
+                        assert!(buf == want[at..at + 10_000], "reader {k}: pread of {name}");
+                    }
+                }
+            }));
+        }
+        for t in threads {
+            within(T, "joining a reader or writer", move || t.join()).unwrap();
+        }
+        println!(
+            "{args:?}: {FILES} writers and {FILES} readers of {} MiB files: {:?}",
+            LEN >> 20,
+            t.elapsed()
+        );
+        for k in 0..FILES {
+            let want = random_bytes(LEN, 100 + k as u64);
+            assert!(fs::read(src.join(format!("w{k}"))).unwrap() == want, "w{k}");
+        }
+        let shared = fs::read(src.join("shared")).unwrap();
+        assert_eq!(shared.len(), FILES * 65_536);
+        for k in 0..FILES {
+            assert!(
+                shared[k * 65_536..(k + 1) * 65_536]
+                    .iter()
+                    .all(|&b| b == b'a' + k as u8)
+            );
+        }
+        let (stdout, _) = server.stop();
+        println!("{args:?}: {}", stdout.trim());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A slow backing read does not stall unrelated requests
+
+/// A backing filesystem whose big file answers READ only once its gate opens: a small
+/// ringfuse filesystem served on a thread of this test. `/big` is 1 MiB, `/small` holds
+/// `small`. A READ of `big` is deferred, and the filesystem waits on an eventfd through its
+/// own ring (`POLL_ADD`); when the test writes the eventfd, every waiting READ is answered.
+struct Gate {
+    event: Arc<OwnedFd>,
+    reads: Arc<AtomicUsize>,
+    open: bool,
+    armed: bool,
+    waiting: Vec<(Deferred<kind::Data>, u64, u32)>,
+}
+
+const BIG: u64 = 1 << 20;
+
+/// The content of `big` at `offset`.
+fn big_bytes(offset: u64, len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|k| ((offset + k) % 251) as u8)
+        .collect()
+}
+
+fn gate_attr(node: u64) -> Option<Attr> {
+    let t = Timestamp::new(1_700_000_000, 0);
+    let mut a = match node {
+        1 => Attr::new(1, FileType::Directory, 0o755, t),
+        2 => Attr::new(2, FileType::RegularFile, 0o644, t),
+        3 => Attr::new(3, FileType::RegularFile, 0o644, t),
+        _ => return None,
+    };
+    a.size = match node {
+        2 => BIG,
+        3 => 5,
+        _ => 0,
+    };
+    a.nlink = if node == 1 { 2 } else { 1 };
+    Some(a)
+}
+
+impl Filesystem for Gate {
+    fn lookup(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        parent: NodeId,
+        name: &CStr,
+        reply: ReplyEntry<'_>,
+    ) -> Done {
+        let node = match (parent.0, name.to_bytes()) {
+            (1, b"big") => 2,
+            (1, b"small") => 3,
+            _ => return reply.error(Errno::ENOENT),
+        };
+        reply.entry(&Entry {
+            node: NodeId(node),
+            generation: 1,
+            attr: gate_attr(node).unwrap(),
+            entry_ttl: Duration::from_secs(60),
+            attr_ttl: Duration::from_secs(60),
+        })
+    }
+
+    fn getattr(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        node: NodeId,
+        _fh: Option<u64>,
+        reply: ReplyAttr<'_>,
+    ) -> Done {
+        match gate_attr(node.0) {
+            Some(a) => reply.attr(&a, Duration::from_secs(60)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&mut self, _cx: &mut Cx<'_>, _node: NodeId, _flags: u32, reply: ReplyOpen<'_>) -> Done {
+        reply.opened(0, FopenFlags::EMPTY)
+    }
+
+    fn read(
+        &mut self,
+        cx: &mut Cx<'_>,
+        node: NodeId,
+        _fh: u64,
+        offset: u64,
+        size: u32,
+        reply: ReplyData<'_>,
+    ) -> Done {
+        match node.0 {
+            3 => {
+                let data = b"small";
+                let start = usize::try_from(offset).unwrap().min(data.len());
+                reply.data(&data[start..])
+            }
+            2 if self.open => {
+                let n = u64::from(size).min(BIG.saturating_sub(offset));
+                reply.data(&big_bytes(offset, n as usize))
+            }
+            2 => {
+                self.reads.fetch_add(1, Ordering::SeqCst);
+                if !self.armed {
+                    let poll = Sqe::poll_add(self.event.as_fd(), PollFlags::IN);
+                    if cx.submit(&poll, 1).is_err() {
+                        return reply.error(Errno::EIO);
+                    }
+                    self.armed = true;
+                }
+                let (done, d) = reply.defer();
+                self.waiting.push((d, offset, size));
+                done
+            }
+            _ => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn completion(&mut self, cx: &mut Cx<'_>, _tag: u64, _result: i32, _flags: u32) {
+        self.open = true;
+        for (d, offset, size) in self.waiting.drain(..) {
+            if let Some(reply) = cx.resume(d) {
+                let n = u64::from(size).min(BIG.saturating_sub(offset));
+                let _ = reply.data(&big_bytes(offset, n as usize));
+            }
+        }
+    }
+}
+
+/// The gate filesystem mounted on `mnt`, served on a thread. Dropping it opens the gate,
+/// unmounts and stops the session.
+struct GateMount {
+    mnt: PathBuf,
+    event: Arc<OwnedFd>,
+    reads: Arc<AtomicUsize>,
+    stop: StopHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GateMount {
+    fn start(mnt: &Path) -> Self {
+        let event =
+            Arc::new(rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap());
+        let reads = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let gate = Gate {
+            event: Arc::clone(&event),
+            reads: Arc::clone(&reads),
+            open: false,
+            armed: false,
+            waiting: Vec::new(),
+        };
+        let at = mnt.to_owned();
+        let thread = std::thread::spawn(move || {
+            let mut opts = MountOptions::new();
+            opts.fsname("gate").unwrap();
+            // Many slots: every deferred READ holds one, and GETATTR must still get in.
+            let config = Config::default().handle_signals(false).slots(64);
+            match Session::new(gate, at.as_path(), &opts, config) {
+                Ok(mut session) => {
+                    tx.send(Ok(session.stop_handle())).unwrap();
+                    if let Err(e) = session.run() {
+                        eprintln!("gate session: {e}");
+                    }
+                }
+                Err(e) => tx.send(Err(e.to_string())).unwrap(),
+            }
+        });
+        let stop = rx.recv().unwrap().unwrap();
+        Self {
+            mnt: mnt.to_owned(),
+            event,
+            reads,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn open_gate(&self) {
+        rustix::io::write(&*self.event, &1u64.to_ne_bytes()).unwrap();
+    }
+}
+
+impl Drop for GateMount {
+    fn drop(&mut self) {
+        self.open_gate();
+        detach_all(&self.mnt);
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn slow_backing_read_does_not_stall_a_stat_of_another_file() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    for args in MODES {
+        let scratch = Scratch::new();
+        let slow = scratch.mkdir("slow");
+        let mnt = scratch.mkdir("mnt");
+        // Declared first, dropped last: the passthrough server goes before its backing.
+        let gate = GateMount::start(&slow);
+        let server = Server::start(&slow, &mnt, args);
+
+        // A 128 KiB O_DIRECT read of the big file (one READ request each way) starts...
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc_o_direct())
+            .open(mnt.join("big"))
+            .unwrap();
+        let finished = Arc::new(AtomicBool::new(false));
+        let done = Arc::clone(&finished);
+        let started = Instant::now();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 128 * 1024 + 4096];
+            let off = buf.as_ptr().align_offset(4096);
+            let n = file.read_at(&mut buf[off..off + 128 * 1024], 0).unwrap();
+            done.store(true, Ordering::SeqCst);
+            (n, buf[off..off + n].to_vec(), started.elapsed())
+        });
+        // ...and is held in the backing filesystem: the server's ring READ is in flight.
+        let waited = Instant::now();
+        while gate.reads.load(Ordering::SeqCst) == 0 {
+            assert!(waited.elapsed() < T, "the backing READ never arrived");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Meanwhile a stat (LOOKUP + GETATTR) and a read of another file are answered.
+        let t = Instant::now();
+        let small = mnt.join("small");
+        let (meta, content) = within(T, "stat while a slow read is in flight", move || {
+            (fs::metadata(&small).unwrap(), fs::read(&small).unwrap())
+        });
+        let stat_took = t.elapsed();
+        assert_eq!(meta.len(), 5);
+        assert_eq!(content, b"small");
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the slow read finished before the gate opened"
+        );
+        gate.open_gate();
+        let (n, data, read_took) = within(T, "the slow read", move || reader.join().unwrap());
+        assert_eq!(n, 128 * 1024);
+        assert!(data == big_bytes(0, n), "the slow read returned wrong data");
+        println!(
+            "{args:?}: stat+read of another file answered in {stat_took:?} while the slow read \
+             (done after {read_took:?}) waited; order: stat first, read second"
+        );
+        let (stdout, _) = server.stop();
+        println!("{args:?}: {}", stdout.trim());
+        drop(gate);
+    }
+}
+
+/// `O_DIRECT` on Linux x86-64 and aarch64 (asm-generic differs on a few architectures).
+fn libc_o_direct() -> i32 {
+    i32::try_from(rustix::fs::OFlags::DIRECT.bits()).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Confinement
+
+#[test]
+fn nothing_outside_the_source_directory_is_reachable() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    for args in MODES {
+        let scratch = Scratch::new();
+        // The source and the mount point sit at different depths, so a relative symlink
+        // resolved against the mount never lands where it would from the source.
+        let src = scratch.mkdir("a/src");
+        let secret = scratch.mkdir("a/secret");
+        fs::write(secret.join("file"), b"SECRET").unwrap();
+        let mnt = scratch.mkdir("b/c/mnt");
+        fs::create_dir(src.join("d")).unwrap();
+        fs::write(src.join("d/f"), b"inside").unwrap();
+        fs::write(src.join("plain"), b"plain").unwrap();
+        std::os::unix::fs::symlink("../secret", src.join("esc")).unwrap();
+        std::os::unix::fs::symlink("../secret/created", src.join("dang")).unwrap();
+        let mut with_ttl0 = args.to_vec();
+        with_ttl0.extend(["--ttl", "0"]);
+        let server = Server::start(&src, &mnt, &with_ttl0);
+
+        // A symlink is a symlink: its target comes back verbatim and the server never
+        // follows it; the caller's kernel resolves it against the mount.
+        let l = fs::symlink_metadata(mnt.join("esc")).unwrap();
+        assert!(l.file_type().is_symlink());
+        assert_eq!(
+            fs::read_link(mnt.join("esc")).unwrap(),
+            PathBuf::from("../secret")
+        );
+        let through = fs::read(mnt.join("esc/file"));
+        assert!(through.is_err(), "../secret/file reached through a symlink");
+        // Creating through a dangling symlink creates nothing next to the source.
+        let _ = fs::write(mnt.join("dang"), b"x");
+        assert!(
+            !secret.join("created").exists(),
+            "created through a symlink"
+        );
+        // `..` of the mount's root is the mount point's parent, not the source's.
+        let up = fs::metadata(mnt.join("..")).unwrap();
+        assert_eq!(
+            up.ino(),
+            fs::metadata(scratch.dir.join("b/c")).unwrap().ino()
+        );
+        // A hard link of an outside file into the mount is refused (another filesystem).
+        let err = fs::hard_link(secret.join("file"), mnt.join("stolen")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc_exdev()));
+
+        // A directory swapped for a symlink to the outside behind the mount's back: the
+        // next lookup gets the symlink node, never the outside directory's content.
+        assert_eq!(fs::read(mnt.join("d/f")).unwrap(), b"inside");
+        let kept = File::open(mnt.join("d/f")).unwrap();
+        fs::rename(src.join("d"), src.join("d.old")).unwrap();
+        std::os::unix::fs::symlink("../secret", src.join("d")).unwrap();
+        fs::copy(secret.join("file"), secret.join("f")).unwrap();
+        match fs::read(mnt.join("d/f")) {
+            Ok(bytes) => assert_ne!(bytes, b"SECRET", "the server followed a swapped symlink"),
+            Err(e) => println!("{args:?}: d/f after the swap: {e}"),
+        }
+        assert!(
+            fs::write(mnt.join("d/new"), b"x").is_err() || !secret.join("new").exists(),
+            "a file was created outside the source"
+        );
+        assert!(!secret.join("new").exists());
+        assert!(
+            fs::symlink_metadata(mnt.join("d"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // The open file still reads the file it opened (its node holds the inode).
+        let mut s = String::new();
+        (&kept).read_to_string(&mut s).unwrap();
+        assert_eq!(s, "inside");
+        drop(kept);
+        // Renaming a file out of the mount cannot go through the server.
+        let err = fs::rename(mnt.join("plain"), secret.join("plain")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc_exdev()));
+        assert_eq!(fs::read(secret.join("file")).unwrap(), b"SECRET");
+        server.stop();
+    }
+}
+
+fn libc_exdev() -> i32 {
+    rustix::io::Errno::XDEV.raw_os_error()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Namespace operations behave like the backing filesystem
+
+/// Shell steps run one `sh -c` each, in the mount and in a plain directory of the backing
+/// filesystem: exit status, output and error messages must match.
+const STEPS: &[&str] = &[
+    "mkdir d && ls -a d",
+    "mkdir d",
+    "touch d/f && echo data > d/g && cat d/g",
+    "rmdir d",
+    "mv d/g d/h && ls d",
+    "mv d/h d/f && cat d/f && ls d",
+    "ln -s f d/link && readlink d/link && cat d/link && stat -c %F d/link",
+    "ln d/f d/hard && stat -c %h d/f && ls -i d/f | cut -d' ' -f1 > /dev/null",
+    "chmod 640 d/f && stat -c %a d/f",
+    "chmod 4755 d/f && stat -c %a d/f",
+    "chmod 600 d && stat -c %a d && chmod 755 d",
+    "truncate -s 100000 d/f && stat -c %s d/f && truncate -s 3 d/f && od -c d/f",
+    "echo 12345 > t && : > t && stat -c %s t",
+    "printf 12345 > s && dd if=/dev/zero of=s bs=1 seek=2 count=1 conv=notrunc status=none && od -An -c s",
+    "printf abc >> s && cat s | od -An -c",
+    "fallocate -l 65536 s && stat -c %s s",
+    "rm d/link d/hard && ls d",
+    "rm d/nothing",
+    "rmdir d/f",
+    "mkdir -p a/b/c && mv a/b a/x && find a | sort",
+    "mv a/x/c a/x/c && find a | sort",
+    "mv a a/x/c/inside",
+    "rmdir a/x/c a/x a && ls",
+    "mkfifo p && stat -c %F p && rm p",
+    "ln -s /nonexistent dang && readlink dang && ls dang; rm dang",
+    "touch -d '2001-02-03 04:05:06' t && stat -c %Y t",
+    "touch -a -d '2002-02-03 04:05:06' t && stat -c '%X %Y' t",
+    "ln t t2 && mv t t2 && ls t t2; rm t2",
+    "mkdir e && touch e/x && mv e e2 && ls e2 && rm -r e2",
+    "echo hi > x && mkdir y && mv x y && ls y && mv y/x y/x2 && cat y/x2",
+    "mkdir z && mv y z/ && find z | sort",
+    "mkdir g && rmdir g && mkdir g && touch g/x && ls g && rm -r g && mkdir g && ls -a g",
+    "rm -r z s t g 2>&1; ls",
+];
+
+#[test]
+fn namespace_operations_behave_like_the_backing_filesystem() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    for args in MODES {
+        let scratch = Scratch::new();
+        let src = scratch.mkdir("src");
+        let plain = scratch.mkdir("plain");
+        let mnt = scratch.mkdir("mnt");
+        let server = Server::start(&src, &mnt, args);
+        for step in STEPS {
+            let want = sh(&plain, step);
+            let got = sh(&mnt, step);
+            let show = |o: &Output| {
+                format!(
+                    "{}\nstdout:\n{}stderr:\n{}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            };
+            assert_eq!(
+                (got.status.code(), &got.stdout, &got.stderr),
+                (want.status.code(), &want.stdout, &want.stderr),
+                "{args:?}: `{step}`\nthrough the mount: {}\non the backing fs: {}",
+                show(&got),
+                show(&want)
+            );
+            // And the source directory holds what a plain directory holds.
+            assert_same_tree(&plain, &src);
+        }
+        // xattrs, on a file created through the mount.
+        fs::write(mnt.join("xa"), b"x").unwrap();
+        let value = b"ring value";
+        rustix::fs::setxattr(
+            mnt.join("xa"),
+            "user.test",
+            value,
+            rustix::fs::XattrFlags::CREATE,
+        )
+        .unwrap();
+        let mut buf = [0u8; 64];
+        let n = rustix::fs::getxattr(src.join("xa"), "user.test", &mut buf[..]).unwrap();
+        assert_eq!(&buf[..n], value);
+        let n = rustix::fs::getxattr(mnt.join("xa"), "user.test", &mut buf[..]).unwrap();
+        assert_eq!(&buf[..n], value);
+        let n = rustix::fs::listxattr(mnt.join("xa"), &mut buf[..]).unwrap();
+        assert!(buf[..n].split(|&b| b == 0).any(|name| name == b"user.test"));
+        rustix::fs::removexattr(mnt.join("xa"), "user.test").unwrap();
+        assert_eq!(
+            rustix::fs::getxattr(src.join("xa"), "user.test", &mut buf[..]).unwrap_err(),
+            rustix::io::Errno::NODATA
+        );
+        // statfs is the backing filesystem's.
+        let sv = rustix::fs::statvfs(&mnt).unwrap();
+        let bv = rustix::fs::statvfs(&src).unwrap();
+        assert_eq!((sv.f_blocks, sv.f_bsize), (bv.f_blocks, bv.f_bsize));
+        let (stdout, _) = server.stop();
+        println!("{args:?}: {}", stdout.trim());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. A non-root caller owns what it creates
+
+#[test]
+fn files_created_by_another_user_belong_to_that_user() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    if run(Command::new("setpriv").arg("--version"), T)
+        .status
+        .code()
+        != Some(0)
+    {
+        eprintln!("setpriv (util-linux) missing: test not run");
+        return;
+    }
+    for args in MODES {
+        let scratch = Scratch::new();
+        let src = scratch.mkdir("src");
+        let mnt = scratch.mkdir("mnt");
+        let mut a = args.to_vec();
+        a.extend(["-o", "allow_other"]);
+        let server = Server::start(&src, &mnt, &a);
+        fs::create_dir(mnt.join("pub")).unwrap();
+        fs::set_permissions(mnt.join("pub"), fs::Permissions::from_mode(0o1777)).unwrap();
+        let out = run(
+            Command::new("setpriv")
+                .args([
+                    "--reuid=4321",
+                    "--regid=4321",
+                    "--clear-groups",
+                    "sh",
+                    "-c",
+                    "echo hi > f && mkdir d && ln -s f l && mkfifo p && cat f && \
+                     chmod 600 f",
+                ])
+                .current_dir(mnt.join("pub")),
+            T,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for name in ["f", "d", "l", "p"] {
+            let m = fs::symlink_metadata(src.join("pub").join(name)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (4321, 4321), "{name}");
+        }
+        // The kernel checks permissions against the caller (default_permissions).
+        let denied = run(
+            Command::new("setpriv")
+                .args(["--reuid=4322", "--regid=4322", "--clear-groups", "cat", "f"])
+                .current_dir(mnt.join("pub")),
+            T,
+        );
+        assert!(!denied.status.success(), "another user read a 0600 file");
+        server.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Kernel passthrough: granted, or a clear fallback
+
+#[test]
+fn kernel_passthrough_is_used_or_falls_back_with_a_message() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let src = scratch.mkdir("src");
+    let mnt = scratch.mkdir("mnt");
+    let data = random_bytes(1 << 20, 5);
+    fs::write(src.join("file"), &data).unwrap();
+    let server = Server::start(&src, &mnt, &["-o", "passthrough"]);
+    assert!(fs::read(mnt.join("file")).unwrap() == data);
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(mnt.join("file"))
+        .unwrap();
+    f.write_all(b"tail").unwrap();
+    drop(f);
+    assert_eq!(fs::read(src.join("file")).unwrap().len(), data.len() + 4);
+    let (stdout, stderr) = server.stop();
+    println!("stdout: {}\nstderr: {}", stdout.trim(), stderr.trim());
+    let granted = stdout.contains("kernel passthrough: on (");
+    let refused = stderr.contains("kernel passthrough is off")
+        || stderr.contains("does not offer FUSE_PASSTHROUGH");
+    assert!(
+        granted || refused,
+        "neither passthrough nor a fallback message:\n{stdout}\n{stderr}"
+    );
+    println!(
+        "kernel passthrough on this machine: {}",
+        if granted {
+            "granted"
+        } else {
+            "refused, fell back to ring I/O"
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Start-up errors
+
+#[test]
+fn a_missing_source_directory_is_an_error_and_mounts_nothing() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let mnt = scratch.mkdir("mnt");
+    let out = run(
+        Command::new(server_bin())
+            .arg(scratch.dir.join("no-such-dir"))
+            .arg(&mnt),
+        T,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir"));
+    assert!(!is_fuse_mount(&mnt));
+    let out = run(Command::new(server_bin()).arg(&mnt), T);
+    assert_eq!(out.status.code(), Some(2), "usage error");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A library gap, reproduced (not run by default)
+
+/// A filesystem cannot cancel the ring operations it submitted (`Cx` has no cancel, and the
+/// `user_data` its tags are folded into is private), and it is not told when the loop
+/// starts to stop; the loop's drain waits for every deferred request and every operation
+/// of the filesystem. So a stop (or an unmount) waits as long as a backing operation does:
+/// for a passthrough over a hung network filesystem, forever. Here the gate filesystem
+/// holds a READ on a poll that only the test can end; after `StopHandle::stop` the session
+/// is still running until the gate opens.
+#[test]
+#[ignore = "reproduces a library gap; run with --ignored"]
+fn library_gap_a_stop_waits_for_the_filesystems_own_operations() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let slow = scratch.mkdir("slow");
+    let mut gate = GateMount::start(&slow);
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc_o_direct())
+        .open(slow.join("big"))
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 8192];
+        let off = buf.as_ptr().align_offset(4096);
+        file.read_at(&mut buf[off..off + 4096], 0)
+    });
+    while gate.reads.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    gate.stop.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    let still_running = !gate.thread.as_ref().unwrap().is_finished();
+    println!("3 s after stop(), the session is still running: {still_running}");
+    gate.open_gate();
+    let _ = within(T, "the held read", move || reader.join());
+    let t = gate.thread.take().unwrap();
+    within(T, "the session, once the gate opened", move || t.join()).unwrap();
+    assert!(still_running, "the gap is fixed: the stop no longer waits");
+}
