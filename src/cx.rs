@@ -103,6 +103,41 @@ impl Cx<'_> {
         Some(Reply::resumed(area, &mut meta.outcome.0, deferred))
     }
 
+    /// The reply buffer of a request this filesystem deferred, to fill in place while the
+    /// request stays deferred: for example the target of a READ SQE of the backing file,
+    /// so data goes from the backing file to the kernel with no copy. The slot stays
+    /// reserved (and the buffer untouched by the loop) until the token is resumed; answer
+    /// then with [`ReplyData::commit`](crate::ReplyData::commit)`(n)`. `None` for a stale
+    /// token.
+    pub fn deferred_buffer<K>(&mut self, deferred: &Deferred<K>) -> Option<&mut [u8]> {
+        let (area, meta) = self.env.slab.reply_of(deferred.slot as usize)?;
+        if !meta.fs_holds || meta.answered || meta.unique != deferred.unique {
+            return None;
+        }
+        let limit = (deferred.limit as usize).min(area.len());
+        area.get_mut(..limit)
+    }
+
+    /// Cancels a ring operation this filesystem submitted with `tag`
+    /// (`IORING_OP_ASYNC_CANCEL`): it completes early with `-ECANCELED` (or normally, if it
+    /// was already done). Used when the loop is [`stopping`](crate::Filesystem::stopping).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a tag above [`MAX_TAG`]; `EOPNOTSUPP` without a ring.
+    pub fn cancel(&mut self, tag: u64) -> Result<(), Errno> {
+        if tag > MAX_TAG {
+            return Err(Errno::EINVAL);
+        }
+        let io = self.env.io.as_mut().ok_or(Errno::EOPNOTSUPP)?;
+        let sqe = crate::ring::Sqe::async_cancel(
+            crate::session::fs_user_data(tag),
+            crate::ring::IoringAsyncCancelFlags::empty(),
+        )
+        .user_data(crate::session::user_data(crate::session::KIND_CANCEL, 0));
+        crate::session::push(io.ring, &sqe, self.env.stats)
+    }
+
     /// Submits a ring operation of the filesystem's own. Its completion comes back through
     /// [`Filesystem::completion`](crate::Filesystem::completion) with `tag` (at most
     /// [`MAX_TAG`]); the `user_data` set on `sqe` is replaced.

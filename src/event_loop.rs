@@ -154,6 +154,7 @@ impl<F: Filesystem> Loop<'_, F> {
             init_armed = true;
         }
         let mut end = None;
+        let mut told_stopping = false;
         let mut resumed = 0u32;
         self.top_up(&mut slots)?;
         // Once ending, wait for the device READs and the INIT event, not for idle native
@@ -258,6 +259,10 @@ impl<F: Filesystem> Loop<'_, F> {
                         self.on_fs_completion(index, &cqe, &mut resumed);
                     }
                     _ => {} // KIND_CANCEL and anything unknown need no action.
+                }
+                if end.is_some() && !told_stopping {
+                    told_stopping = true;
+                    self.tell_stopping(&mut resumed);
                 }
                 if resumed > 0 {
                     resumed = 0;
@@ -640,6 +645,27 @@ impl<F: Filesystem> Loop<'_, F> {
             other => other,
         };
         self.finish(i, action, unique)
+    }
+
+    /// Tells the filesystem the loop is ending, so it can cancel its own operations and
+    /// resume what it holds.
+    fn tell_stopping(&mut self, resumed: &mut u32) {
+        let view = SlabView::whole(self.slab, self.layout, self.meta);
+        let env = Env {
+            slab: view,
+            resumed,
+            io: Some(Io {
+                ring: self.ring,
+                fuse: self.fuse,
+                notifier: self.notifier,
+            }),
+            stats: self.stats,
+        };
+        let mut cx = Cx {
+            info: Info::default(),
+            env,
+        };
+        self.core.fs.stopping(&mut cx);
     }
 
     fn on_fs_completion(&mut self, tag: u64, cqe: &Cqe, resumed: &mut u32) {

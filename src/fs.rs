@@ -41,6 +41,10 @@ pub struct InitConfig {
     pub congestion_threshold: u16,
     /// Timestamp granularity in nanoseconds (1 = full precision).
     pub time_gran: u32,
+    /// Kernel passthrough (`FUSE_PASSTHROUGH` in `want`): how deep backing filesystems may
+    /// stack under this one, 1 or 2 (`FILESYSTEM_MAX_STACK_DEPTH`). The kernel ignores
+    /// `PASSTHROUGH` with 0, so the session then leaves the flag out. Default 1.
+    pub max_stack_depth: u32,
 }
 
 /// The attributes a SETATTR changes (`struct fuse_setattr_in` with its `valid` mask read
@@ -708,6 +712,12 @@ pub trait Filesystem {
     /// [`resume`](crate::Cx::resume) the token (which then yields `None`) so the request's
     /// buffers are freed.
     fn interrupted(&mut self, cx: &mut Cx<'_>, unique: u64) {}
+
+    /// The loop is ending (unmount, abort or stop): it will not return while operations
+    /// the filesystem submitted are in flight, nor while it holds deferred requests. Cancel
+    /// what may never complete on its own ([`Cx::cancel`](crate::Cx::cancel)), and resume
+    /// what you hold.
+    fn stopping(&mut self, cx: &mut Cx<'_>) {}
 
     /// A completion of a ring operation the filesystem submitted with
     /// [`Cx::submit`](crate::Cx::submit): its `tag`, result (`>= 0`, or `-errno`) and CQE

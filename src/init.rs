@@ -143,6 +143,7 @@ pub(crate) fn negotiate(
         max_background: 64,
         congestion_threshold: 48,
         time_gran: 1,
+        max_stack_depth: 1,
     };
     if let Err(e) = configure(&mut cfg) {
         return InitOutcome::Fail(e);
@@ -152,6 +153,13 @@ pub(crate) fn negotiate(
         .difference(REFUSED)
         .union(transport)
         .intersection(offered);
+    // The kernel silently ignores PASSTHROUGH with a stack depth outside 1..=2 or together
+    // with WRITEBACK_CACHE (fs/fuse/inode.c, process_init_reply): leave it out so that
+    // `Negotiated` says what is really in force.
+    let depth_ok = (1..=2).contains(&cfg.max_stack_depth);
+    if !depth_ok || flags.contains(InitFlags::WRITEBACK_CACHE) {
+        flags = flags.difference(InitFlags::PASSTHROUGH);
+    }
     // flags2 is read only with INIT_EXT; keep the two consistent.
     if !offered.contains(InitFlags::INIT_EXT) {
         flags = InitFlags(flags.0 & u64::from(u32::MAX));
@@ -169,6 +177,11 @@ pub(crate) fn negotiate(
         time_gran: cfg.time_gran.clamp(1, 1_000_000_000),
         max_pages,
         flags2: flags.high_word(),
+        max_stack_depth: if flags.contains(InitFlags::PASSTHROUGH) {
+            cfg.max_stack_depth
+        } else {
+            0
+        },
         ..ours(minor)
     };
     let negotiated = Negotiated {
@@ -330,6 +343,29 @@ mod tests {
             panic!()
         };
         assert_eq!(out.minor, 45);
+    }
+
+    #[test]
+    fn passthrough_needs_a_stack_depth_and_no_writeback_cache() {
+        let offered = offered_618();
+        let with = |depth: u32, writeback: bool| {
+            let InitOutcome::Reply(out, n) = negotiate_fs(&kernel_init(offered), 4096, |cfg| {
+                cfg.want |= InitFlags::PASSTHROUGH;
+                if writeback {
+                    cfg.want |= InitFlags::WRITEBACK_CACHE;
+                }
+                cfg.max_stack_depth = depth;
+                Ok(())
+            }) else {
+                panic!()
+            };
+            (n.has(InitFlags::PASSTHROUGH), out.max_stack_depth)
+        };
+        assert_eq!(with(1, false), (true, 1));
+        assert_eq!(with(2, false), (true, 2));
+        assert_eq!(with(0, false), (false, 0));
+        assert_eq!(with(3, false), (false, 0));
+        assert_eq!(with(1, true), (false, 0));
     }
 
     #[test]

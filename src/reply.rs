@@ -312,6 +312,21 @@ impl Reply<'_, kind::Create> {
         let o = open_out(fh, flags, 0);
         self.encoded(|b| enc::create(b, &e, &o))
     }
+
+    /// Answers with the new entry and its open file handle, backed in the kernel by the
+    /// passthrough file `backing_id` (see
+    /// [`Cx::backing_open`](crate::Cx::backing_open)).
+    pub fn created_passthrough(
+        self,
+        entry: &Entry,
+        fh: u64,
+        flags: FopenFlags,
+        backing_id: i32,
+    ) -> Done {
+        let e = entry.to_kernel();
+        let o = open_out(fh, flags | FopenFlags::PASSTHROUGH, backing_id);
+        self.encoded(|b| enc::create(b, &e, &o))
+    }
 }
 
 impl Reply<'_, kind::Write> {
@@ -421,6 +436,24 @@ impl DirFill<'_> {
     ) -> Result<bool, InvalidDirent> {
         self.writer
             .push(ino, offset, kind.dirent_type(), name)
+            .map_err(InvalidDirent)
+    }
+
+    /// As [`add`](Self::add) with a raw `DT_*` type (`d_type` as `getdents64` gives it;
+    /// `DT_UNKNOWN` = 0 when the backing filesystem does not say).
+    ///
+    /// # Errors
+    ///
+    /// As [`add`](Self::add).
+    pub fn add_dtype(
+        &mut self,
+        ino: u64,
+        offset: u64,
+        dtype: u8,
+        name: &[u8],
+    ) -> Result<bool, InvalidDirent> {
+        self.writer
+            .push(ino, offset, u32::from(dtype), name)
             .map_err(InvalidDirent)
     }
 }

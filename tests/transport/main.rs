@@ -91,8 +91,8 @@ fn work(mnt: &Path) {
     fs::write(&f, b"hello through the ring").unwrap();
     assert_eq!(fs::read(&f).unwrap(), b"hello through the ring");
     fs::create_dir(mnt.join("d")).unwrap();
-    for i in 0..20 {
-        fs::write(mnt.join(format!("d/{i}")), [i as u8; 100]).unwrap();
+    for i in 0..20u8 {
+        fs::write(mnt.join(format!("d/{i}")), [i; 100]).unwrap();
     }
     assert_eq!(fs::read_dir(mnt.join("d")).unwrap().count(), 20);
 }
