@@ -354,17 +354,17 @@ impl Filesystem for MemFs {
         &mut self,
         _cx: &mut Cx<'_>,
         node: NodeId,
-        _fh: u64,
+        fh: u64,
         offset: u64,
         reply: ReplyDir<'_>,
     ) -> Done {
-        let tree = self.tree();
+        let mut tree = self.tree();
         if let Err(e) = tree.check_dir(node.0) {
             return reply.error(e);
         }
         reply.dir(|fill| {
             // check_dir passed, so this cannot fail; a full buffer just ends the reply.
-            let _ = tree.readdir(node.0, offset, |ino, cookie, kind, name| {
+            let _ = tree.readdir_handle(fh, node.0, offset, |ino, cookie, kind, name| {
                 matches!(fill.add(ino, cookie, kind, name), Ok(true))
             });
         })
@@ -374,7 +374,7 @@ impl Filesystem for MemFs {
         &mut self,
         _cx: &mut Cx<'_>,
         node: NodeId,
-        _fh: u64,
+        fh: u64,
         offset: u64,
         reply: ReplyDirPlus<'_>,
     ) -> Done {
@@ -384,7 +384,7 @@ impl Filesystem for MemFs {
         }
         reply.dir_plus(|fill| {
             // The tree counts a lookup for each entry that went in (not `.`/`..`, node 0).
-            let _ = tree.readdirplus(node.0, offset, |child, attr, cookie, name| {
+            let _ = tree.readdirplus_handle(fh, node.0, offset, |child, attr, cookie, name| {
                 let e = if child == 0 {
                     Entry {
                         node: NodeId(0),

@@ -220,6 +220,8 @@ impl Inode {
 #[derive(Clone, Copy, Debug)]
 struct Handle {
     node: u64,
+    /// Directories: the cookie at which a listing through this handle reached the end.
+    eod: Option<u64>,
 }
 
 /// Whether growing a charge from `before` to `after` still fits.
@@ -238,6 +240,11 @@ fn check_name(name: &[u8]) -> Result<(), Errno> {
     } else {
         Ok(())
     }
+}
+
+/// `system.posix_acl_access` and `system.posix_acl_default`.
+fn is_posix_acl(name: &[u8]) -> bool {
+    name == b"system.posix_acl_access" || name == b"system.posix_acl_default"
 }
 
 fn end_of(offset: u64, len: u64) -> Result<u64, Errno> {
@@ -431,7 +438,7 @@ impl Tree {
     fn new_handle(&mut self, node: u64) -> u64 {
         let fh = self.next_handle;
         self.next_handle += 1;
-        self.handles.insert(fh, Handle { node });
+        self.handles.insert(fh, Handle { node, eod: None });
         if let Some(ino) = self.nodes.get_mut(&node) {
             ino.opens += 1;
         }
@@ -996,6 +1003,76 @@ impl Tree {
         Ok(())
     }
 
+    /// READDIR through the open directory `fh`: as [`readdir`](Self::readdir), except that
+    /// once a listing through this handle has reached the end, continuing from there
+    /// answers the end again. Entries created after that are not returned in this pass,
+    /// as on tmpfs (whose directory offsets keep an end mark since Linux 6.6): a name
+    /// removed and re-created by another process while a scan finishes (it gets a new,
+    /// higher cookie) is not listed twice in one scan.
+    pub(crate) fn readdir_handle(
+        &mut self,
+        fh: u64,
+        id: u64,
+        offset: u64,
+        mut f: impl FnMut(u64, u64, FileType, &[u8]) -> bool,
+    ) -> Result<(), Errno> {
+        if self.at_end(fh, offset) {
+            return self.check_dir(id);
+        }
+        let (mut last, mut full) = (offset, false);
+        self.readdir(id, offset, |ino, cookie, kind, name| {
+            let added = f(ino, cookie, kind, name);
+            if added {
+                last = cookie;
+            } else {
+                full = true;
+            }
+            added
+        })?;
+        self.mark_end(fh, full, last);
+        Ok(())
+    }
+
+    /// READDIRPLUS through the open directory `fh`, with the end mark of
+    /// [`readdir_handle`](Self::readdir_handle).
+    pub(crate) fn readdirplus_handle(
+        &mut self,
+        fh: u64,
+        id: u64,
+        offset: u64,
+        mut f: impl FnMut(u64, &Attr, u64, &[u8]) -> bool,
+    ) -> Result<(), Errno> {
+        if self.at_end(fh, offset) {
+            return self.check_dir(id);
+        }
+        let (mut last, mut full) = (offset, false);
+        self.readdirplus(id, offset, |child, attr, cookie, name| {
+            let added = f(child, attr, cookie, name);
+            if added {
+                last = cookie;
+            } else {
+                full = true;
+            }
+            added
+        })?;
+        self.mark_end(fh, full, last);
+        Ok(())
+    }
+
+    fn at_end(&self, fh: u64, offset: u64) -> bool {
+        self.handles
+            .get(&fh)
+            .and_then(|h| h.eod)
+            .is_some_and(|end| offset >= end)
+    }
+
+    fn mark_end(&mut self, fh: u64, full: bool, last: u64) {
+        if let Some(h) = self.handles.get_mut(&fh) {
+            // A reply cut short by the buffer is not the end; a rewind starts a new pass.
+            h.eod = if full { None } else { Some(last) };
+        }
+    }
+
     /// READDIRPLUS: as [`readdir`](Self::readdir), with each entry's node (0 for `.` and
     /// `..`, which the kernel does not instantiate) and attributes. `f` returns whether the
     /// entry went into the reply; each one that did counts as a lookup.
@@ -1063,6 +1140,12 @@ impl Tree {
         }
         if value.len() > XATTR_SIZE_MAX {
             return Err(Errno::E2BIG);
+        }
+        // POSIX ACLs are not implemented (no `POSIX_ACL` in INIT). Stored as plain data they
+        // would be ignored, and tools that set a mode through an ACL (`cp -a`, `setfacl`)
+        // would silently keep the old mode; refused, those tools fall back to chmod.
+        if is_posix_acl(name) {
+            return Err(Errno::EOPNOTSUPP);
         }
         if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 || flags == XATTR_CREATE | XATTR_REPLACE {
             return Err(Errno::EINVAL);
@@ -1501,6 +1584,41 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_that_reached_the_end_does_not_list_a_recreated_name_again() {
+        let mut t = tree();
+        t.mkdir(ROOT, b"d", 0o755, ME).unwrap();
+        let fh = t.opendir(ROOT).unwrap();
+        let mut seen = Vec::new();
+        let mut last = 0;
+        t.readdir_handle(fh, ROOT, 0, |_, cookie, _, n| {
+            seen.push(n.to_vec());
+            last = cookie;
+            true
+        })
+        .unwrap();
+        assert!(seen.contains(&b"d".to_vec()));
+        // Another process removes and re-creates `d` (new cookie) before the scan's last
+        // READDIR: the scan ends, as on tmpfs, instead of listing `d` a second time.
+        t.rmdir(ROOT, b"d").unwrap();
+        t.mkdir(ROOT, b"d", 0o755, ME).unwrap();
+        let mut again = Vec::new();
+        t.readdir_handle(fh, ROOT, last, |_, _, _, n| {
+            again.push(n.to_vec());
+            true
+        })
+        .unwrap();
+        assert_eq!(again, Vec::<Vec<u8>>::new());
+        // A new pass (rewind) lists the new `d`.
+        let mut rewound = Vec::new();
+        t.readdir_handle(fh, ROOT, 0, |_, _, _, n| {
+            rewound.push(n.to_vec());
+            true
+        })
+        .unwrap();
+        assert!(rewound.contains(&b"d".to_vec()));
+    }
+
+    #[test]
     fn readdir_cookies_survive_removals() {
         let mut t = tree();
         for i in 0..10 {
@@ -1611,6 +1729,10 @@ mod tests {
         assert_eq!(t.removexattr(f, b"user.a"), Err(Errno::ENODATA));
         assert_eq!(t.listxattr(f).unwrap(), b"user.b\0");
         assert_eq!(t.setxattr(f, b"user.c", b"", 3), Err(Errno::EINVAL));
+        assert_eq!(
+            t.setxattr(f, b"system.posix_acl_access", b"\x02\0\0\0", 0),
+            Err(Errno::EOPNOTSUPP)
+        );
     }
 
     #[test]
