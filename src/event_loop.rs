@@ -36,7 +36,6 @@ use crate::error::{Error, errno};
 use crate::fs::Filesystem;
 use crate::init::{clamp_max_write, request_buffer_size};
 use crate::notifier::Notifier;
-use crate::reply::Outcome;
 use crate::ring::{Cqe, IoringAsyncCancelFlags, Ring, Sqe};
 use crate::session::{
     Action, Config, Core, KIND_CANCEL, KIND_ENTRY, KIND_FS, KIND_INIT, KIND_NOTIFY, KIND_READ,
@@ -647,46 +646,35 @@ impl<F: Filesystem> Loop<'_, F> {
         self.finish(i, action, unique)
     }
 
+    /// Calls the filesystem outside any request (`Cx::unique() == 0`), with every slot's
+    /// reply buffer reachable for [`Cx::resume`].
+    fn with_fs(&mut self, resumed: &mut u32, f: impl FnOnce(&mut F, &mut Cx<'_>)) {
+        let env = Env {
+            slab: SlabView::whole(self.slab, self.layout, self.meta),
+            resumed,
+            io: Some(Io {
+                ring: self.ring,
+                fuse: self.fuse,
+                notifier: self.notifier,
+            }),
+            stats: self.stats,
+        };
+        let mut cx = Cx {
+            info: Info::default(),
+            env,
+        };
+        f(&mut self.core.fs, &mut cx);
+    }
+
     /// Tells the filesystem the loop is ending, so it can cancel its own operations and
     /// resume what it holds.
     fn tell_stopping(&mut self, resumed: &mut u32) {
-        let view = SlabView::whole(self.slab, self.layout, self.meta);
-        let env = Env {
-            slab: view,
-            resumed,
-            io: Some(Io {
-                ring: self.ring,
-                fuse: self.fuse,
-                notifier: self.notifier,
-            }),
-            stats: self.stats,
-        };
-        let mut cx = Cx {
-            info: Info::default(),
-            env,
-        };
-        self.core.fs.stopping(&mut cx);
+        self.with_fs(resumed, F::stopping);
     }
 
     fn on_fs_completion(&mut self, tag: u64, cqe: &Cqe, resumed: &mut u32) {
-        let view = SlabView::whole(self.slab, self.layout, self.meta);
-        let env = Env {
-            slab: view,
-            resumed,
-            io: Some(Io {
-                ring: self.ring,
-                fuse: self.fuse,
-                notifier: self.notifier,
-            }),
-            stats: self.stats,
-        };
-        let mut cx = Cx {
-            info: Info::default(),
-            env,
-        };
-        self.core
-            .fs
-            .completion(&mut cx, tag, cqe.res(), cqe.flags().bits());
+        let (res, flags) = (cqe.res(), cqe.flags().bits());
+        self.with_fs(resumed, |fs, cx| fs.completion(cx, tag, res, flags));
     }
 
     /// Sends the replies the filesystem resumed, and frees slots it let go of.
@@ -698,19 +686,8 @@ impl<F: Filesystem> Loop<'_, F> {
             if !m.resumed {
                 continue;
             }
-            m.resumed = false;
-            let outcome = core::mem::replace(&mut m.outcome.0, Outcome::Pending);
-            let (unique, answered, fs_holds, kind) = (m.unique, m.answered, m.fs_holds, m.kind);
-            let header = match outcome {
-                Outcome::Payload(n) => Some(enc::out_header(unique, n)),
-                Outcome::Error(e) => Some(enc::error_header(unique, e)),
-                // Resumed but dropped without an answer: never leave the caller waiting.
-                Outcome::Pending | Outcome::Deferred if !answered && !fs_holds => {
-                    Some(enc::error_header(unique, Errno::EIO))
-                }
-                Outcome::Pending | Outcome::Deferred => None,
-            };
-            if let Some(h) = header {
+            let kind = m.kind;
+            if let Some(h) = m.take_resumed() {
                 if self.send(i, &h).is_err() {
                     self.stats.reply_failures += 1;
                 } else if let SlotKind::Entry { .. } = kind {

@@ -94,6 +94,25 @@ pub(crate) struct SlotMeta {
     pub opcode_hint: (u32, u32),
 }
 
+impl SlotMeta {
+    /// For a slot the filesystem resumed: clears the mark, and gives the header of the
+    /// reply to send — the filesystem's answer, or `EIO` if it resumed the request and
+    /// dropped the reply unanswered (the caller must not wait forever) — or `None` if
+    /// there is nothing to send (it was answered already, by `EINTR` after INTERRUPT).
+    pub(crate) fn take_resumed(&mut self) -> Option<crate::abi::kernel::fuse_out_header> {
+        self.resumed = false;
+        let outcome = core::mem::replace(&mut self.outcome.0, Outcome::Pending);
+        match outcome {
+            Outcome::Payload(n) => Some(crate::abi::reply::out_header(self.unique, n)),
+            Outcome::Error(e) => Some(crate::abi::reply::error_header(self.unique, e)),
+            Outcome::Pending | Outcome::Deferred if !self.answered && !self.fs_holds => Some(
+                crate::abi::reply::error_header(self.unique, crate::abi::Errno::EIO),
+            ),
+            Outcome::Pending | Outcome::Deferred => None,
+        }
+    }
+}
+
 /// `Outcome` with a `Default` (kept out of `reply.rs`'s public surface).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OutcomeCell(pub Outcome);

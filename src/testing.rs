@@ -41,7 +41,6 @@ use crate::abi::request::{EncodeError, Operation, ParseConfig, Request};
 use crate::cx::Env;
 use crate::fs::Filesystem;
 use crate::init::Negotiated;
-use crate::reply::Outcome;
 use crate::session::{Action, Config, Core};
 use crate::slab::{Layout, SlabView, SlotMeta, Storage};
 use crate::stats::Stats;
@@ -346,18 +345,8 @@ impl<F: Filesystem> Harness<F> {
             if !m.resumed {
                 continue;
             }
-            m.resumed = false;
-            let outcome = core::mem::replace(&mut m.outcome.0, Outcome::Pending);
-            let (unique, answered, fs_holds, (op, hint)) =
-                (m.unique, m.answered, m.fs_holds, m.opcode_hint);
-            let header = match outcome {
-                Outcome::Payload(n) => Some(crate::abi::reply::out_header(unique, n)),
-                Outcome::Error(e) => Some(crate::abi::reply::error_header(unique, e)),
-                Outcome::Pending | Outcome::Deferred if !answered && !fs_holds => {
-                    Some(crate::abi::reply::error_header(unique, Errno::EIO))
-                }
-                Outcome::Pending | Outcome::Deferred => None,
-            };
+            let (op, hint) = m.opcode_hint;
+            let header = m.take_resumed();
             if let Some(h) = header {
                 if let Some(m) = self.meta.get_mut(i) {
                     m.answered = true;
