@@ -68,11 +68,14 @@
 //! pages), and the `__kernel_timespec` of every timeout SQE (one slot per SQ entry; the kernel
 //! copies it while consuming the SQE, before the slot can be reused). So [`Sqe::nop`],
 //! [`Sqe::timeout`], [`Sqe::link_timeout`], [`Sqe::async_cancel`], [`Sqe::poll_add`],
-//! [`Sqe::fsync`], [`Sqe::fallocate`], [`Sqe::close`] (which takes the `OwnedFd`) and
+//! [`Sqe::fsync`], [`Sqe::fallocate`], [`Sqe::ftruncate`], [`Sqe::close`] (which takes
+//! the `OwnedFd`) and
 //! [`Ring::push`] are safe.
 //!
 //! Builders that give the kernel the address of caller memory ([`Sqe::read`],
-//! [`Sqe::write`], [`Sqe::readv`], [`Sqe::writev`], [`Sqe::openat`], [`Sqe::statx`],
+//! [`Sqe::write`], [`Sqe::readv`], [`Sqe::writev`], [`Sqe::openat`], [`Sqe::openat2`],
+//! [`Sqe::statx`], [`Sqe::mkdirat`], [`Sqe::symlinkat`], [`Sqe::linkat`],
+//! [`Sqe::unlinkat`], [`Sqe::renameat`], [`Sqe::getxattr`], [`Sqe::setxattr`],
 //! [`Sqe::uring_cmd`], [`Sqe::uring_cmd80`]) are `unsafe fn`: the caller promises, as with
 //! the io-uring crate's `push`, that the memory stays valid (and unaliased where the kernel
 //! writes) until the completion has been reaped. The promise sits on the builder, where the
