@@ -209,13 +209,14 @@ fn run(mountpoint: &str, options: &[String]) -> Result<(), String> {
     for o in options {
         opts.parse_opts(o).map_err(|e| format!("-o {o}: {e}"))?;
     }
-    let mut session = Session::new(
-        fs,
-        std::path::Path::new(mountpoint),
-        &opts,
-        Config::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let config = Config::default();
+    let buffers = config.static_bytes();
+    let mut session = Session::new(fs, std::path::Path::new(mountpoint), &opts, config)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "hello: buffer memory {buffers} bytes ({} KiB)",
+        buffers.div_ceil(1024)
+    );
     println!("hello: mounted on {mountpoint}; Ctrl-C or `umount {mountpoint}` to stop");
     session.run().map_err(|e| e.to_string())
 }

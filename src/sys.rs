@@ -494,7 +494,7 @@ pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 pub(crate) struct SignalWatch {
     old_mask: libc::sigset_t,
     thread: Option<std::thread::JoinHandle<()>>,
-    watcher: std::sync::Arc<std::sync::OnceLock<libc::pthread_t>>,
+    watcher: std::sync::Arc<std::sync::OnceLock<usize>>,
     done: std::sync::Arc<core::sync::atomic::AtomicBool>,
 }
 
@@ -538,7 +538,9 @@ impl SignalWatch {
             .name("ringfuse-signals".into())
             .spawn(move || {
                 // SAFETY: `pthread_self` has no preconditions.
-                let _ = watcher2.set(unsafe { libc::pthread_self() });
+                // `pthread_t` is an integer on glibc and a pointer on musl: kept as `usize`, it is
+                // `Send` on both.
+                let _ = watcher2.set(unsafe { libc::pthread_self() } as usize);
                 let set = watched_signals();
                 loop {
                     let mut sig = 0;
@@ -598,7 +600,7 @@ impl Drop for SignalWatch {
             //   joined yet;
             // - SIGTERM is blocked in the watcher, which consumes it with `sigwait`.
             unsafe {
-                libc::pthread_kill(id, libc::SIGTERM);
+                libc::pthread_kill(id as libc::pthread_t, libc::SIGTERM);
             }
             let _ = t.join();
         }

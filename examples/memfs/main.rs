@@ -150,11 +150,13 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let config = Config::default().transport(args.transport);
     println!(
-        "memfs: mounting on {} ({} bytes{}); Ctrl-C or `umount {}` to stop",
+        "memfs: mounting on {} ({} bytes, buffer memory {} bytes{}); Ctrl-C or `umount {}` \
+         to stop",
         args.mountpoint.display(),
         args.capacity,
+        config.static_bytes(),
         if args.per_cpu {
-            ", one loop per CPU"
+            " at most per loop, one loop per CPU"
         } else {
             ""
         },
