@@ -10,10 +10,16 @@
 //!
 //! Slots (their memory is in [`Io`]) are made at start, one per request the session can
 //! hold at once, so no request allocates; if more were ever in flight, a slot is added.
+//!
+//! When the loop starts ending ([`Filesystem::stopping`]), every operation in flight is
+//! cancelled ([`Cx::cancel`]) and no new one is queued: requests still waiting are answered
+//! with the cancelled operation's error, so a backing filesystem that never answers cannot
+//! keep the server from exiting.
 
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
 use core::time::Duration;
+use std::collections::HashMap;
 
 use ringfuse::abi::flags::{FopenFlags, InitFlags};
 use ringfuse::reply::kind;
@@ -26,7 +32,7 @@ use ringfuse::{
 use rustix::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, RenameFlags, Statx, XattrFlags};
 
-use crate::handles::Handles;
+use crate::handles::{Backings, Handles};
 use crate::io::{Io, fd_path};
 use crate::nodes::{Nodes, ROOT};
 
@@ -72,17 +78,33 @@ pub(crate) struct Counters {
     pub ring_ops: u64,
     /// Blocking syscalls made in request handlers (no io_uring opcode for them).
     pub blocking: u64,
-    /// Opens answered with a kernel passthrough backing id.
+    /// READ requests that reached the server (none for files opened with kernel
+    /// passthrough).
+    pub reads: u64,
+    /// WRITE requests that reached the server.
+    pub writes: u64,
+    /// OPENs and CREATEs answered with a kernel passthrough backing id.
     pub passthrough_opens: u64,
+    /// Backing ids registered (`FUSE_DEV_IOC_BACKING_OPEN`), one per node open at once.
+    pub backing_opened: u64,
+    /// Backing ids closed (`FUSE_DEV_IOC_BACKING_CLOSE`) at the release of their node's
+    /// last open file.
+    pub backing_closed: u64,
+    /// Operations cancelled when the loop started ending.
+    pub cancelled: u64,
     /// Times a slot had to be added (more requests in flight than expected).
     pub slots_added: u64,
 }
 
-/// An open file: the backing descriptor, and its passthrough backing id if it has one.
+/// An open file: the backing descriptor, its node, and whether it was opened with kernel
+/// passthrough (then it holds one reference to its node's backing id).
 #[derive(Debug)]
 struct File {
     fd: OwnedFd,
-    backing: Option<i32>,
+    node: u64,
+    passthrough: bool,
+    /// On a FUSE filesystem: READ, WRITE and CLOSE go to io-wq at once (`io.rs`, `punted`).
+    punt: bool,
 }
 
 /// The reply an operation slot answers in the end.
@@ -167,8 +189,10 @@ enum Step {
         set: SetAttr,
         temp: Option<OwnedFd>,
     },
-    /// OPEN: reopening the node with the caller's flags.
-    Open,
+    /// OPEN of `node`: reopening it with the caller's flags.
+    Open {
+        node: u64,
+    },
     /// OPENDIR: reopening the directory for reading.
     OpenDir,
     /// CREATE: `openat2(O_CREAT)`; then [`Step::CreatePath`].
@@ -185,7 +209,15 @@ enum Step {
         file: OwnedFd,
         path: OwnedFd,
     },
-    /// READ into the slot's buffer.
+    /// READ, first move: a NOP, whose completion is the first call in which the deferred
+    /// request's reply buffer can be had ([`Cx::deferred_buffer`] answers `None` in the
+    /// call that deferred it); then [`Step::Read`].
+    ReadArm {
+        fh: u64,
+        offset: u64,
+        len: usize,
+    },
+    /// READ of the backing file straight into the reply buffer (the token is in [`Io`]).
     Read,
     /// WRITE from the slot's buffer.
     Write,
@@ -194,6 +226,23 @@ enum Step {
     /// An operation answered with success or its errno: UNLINK, RMDIR, RENAME, FSYNC,
     /// FSYNCDIR, FALLOCATE, RELEASE, RELEASEDIR, SETXATTR.
     Simple,
+}
+
+impl Step {
+    /// Whether a successful completion of this step queues another operation.
+    fn chains(&self) -> bool {
+        matches!(
+            self,
+            Step::EntryOpen { .. }
+                | Step::MakeEntry { .. }
+                | Step::MknodOpen { .. }
+                | Step::SetAttrReopen { .. }
+                | Step::SetAttrTruncate { .. }
+                | Step::Create { .. }
+                | Step::CreatePath { .. }
+                | Step::ReadArm { .. }
+        )
+    }
 }
 
 /// One operation slot.
@@ -231,6 +280,12 @@ pub(crate) struct Passthrough {
     xbuf: Vec<u8>,
     ttl: Duration,
     kernel: KernelPassthrough,
+    /// Backing ids by node (see [`Backings`]).
+    backing: Backings,
+    /// Whether a backing device (`st_dev`) is a FUSE filesystem's, learnt once per device.
+    fuse_devs: HashMap<u64, bool>,
+    /// The loop is ending: nothing new is queued.
+    stopping: bool,
     counters: Counters,
 }
 
@@ -287,6 +342,33 @@ fn attr_of(st: &Statx) -> Attr {
     a
 }
 
+/// Whether device `dev` is a FUSE filesystem's, from `/proc/self/mountinfo`.
+fn fuse_device(dev: u64) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|text| fuse_in_mountinfo(&text, dev))
+}
+
+/// Whether `mountinfo` (as in `/proc/self/mountinfo`: the third field is `major:minor`, the
+/// first after ` - ` the type) mounts a FUSE filesystem (`fuse`, `fuseblk`, `fuse.*`) on
+/// device `dev`.
+fn fuse_in_mountinfo(mountinfo: &str, dev: u64) -> bool {
+    let want = format!("{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev));
+    mountinfo.lines().any(|line| {
+        let fstype = line
+            .split_once(" - ")
+            .and_then(|(_, rest)| rest.split(' ').next());
+        line.split(' ').nth(2) == Some(want.as_str())
+            && fstype.is_some_and(|t| t == "fuse" || t == "fuseblk" || t.starts_with("fuse."))
+    })
+}
+
+/// The `d_type` of a `getdents64` entry (`DT_* = S_IF* >> 12`; `DT_UNKNOWN` = 0).
+fn dtype(t: rustix::fs::FileType) -> u8 {
+    match t {
+        rustix::fs::FileType::Unknown => 0,
+        t => (t.as_raw_mode() >> 12) as u8,
+    }
+}
+
 /// The `(st_dev, st_ino)` key of a `statx` answer.
 fn key_of(st: &Statx) -> (u64, u64) {
     (
@@ -326,6 +408,9 @@ impl Passthrough {
             } else {
                 KernelPassthrough::Off
             },
+            backing: Backings::default(),
+            fuse_devs: HashMap::new(),
+            stopping: false,
             counters: Counters::default(),
         })
     }
@@ -343,6 +428,11 @@ impl Passthrough {
     /// Takes a free slot (adding one if every slot is busy) and returns it with the tag of
     /// its next operation.
     fn take_slot(&mut self) -> Result<(usize, u64), Errno> {
+        if self.stopping {
+            // Nothing new once the loop is ending: it could wait on a backing filesystem
+            // that never answers.
+            return Err(Errno::ECANCELED);
+        }
         let i = if let Some(i) = self.free.pop() {
             i
         } else {
@@ -617,73 +707,67 @@ impl Passthrough {
                 return;
             }
         };
-        let reply = match waiter {
-            Waiter::Create(d) => cx.resume(d),
-            other => {
-                other.fail(cx, Errno::EIO);
-                None
-            }
-        };
-        let Some(reply) = reply else {
+        let Waiter::Create(d) = waiter else {
+            waiter.fail(cx, Errno::EIO);
             Io::close_detached(cx, file, DETACHED);
             Io::close_detached(cx, path, DETACHED);
             return;
         };
         let (node, generation, extra) = self.nodes.add_lookup(path, key);
-        let fh = self.files.insert(File {
-            fd: file,
-            backing: None,
-        });
-        // No kernel passthrough here: `ReplyCreate` cannot carry a backing id.
-        let _ = reply.created(&self.entry(node, generation, attr), fh, FopenFlags::EMPTY);
         if let Some(extra) = extra {
             Io::close_detached(cx, extra, DETACHED);
         }
+        let backing = self.acquire_backing(cx, node, file.as_fd());
+        let punt = self.punt_io(node);
+        let Some(reply) = cx.resume(d) else {
+            // Interrupted: the kernel never sees this entry nor this open file.
+            if backing.is_some() {
+                self.release_backing(cx, node);
+            }
+            if let Some(fd) = self.nodes.forget(node, 1) {
+                Io::close_detached(cx, fd, DETACHED);
+            }
+            Io::close_detached(cx, file, DETACHED);
+            return;
+        };
+        let fh = self.files.insert(File {
+            fd: file,
+            node,
+            passthrough: backing.is_some(),
+            punt,
+        });
+        let entry = self.entry(node, generation, attr);
+        let _ = match backing {
+            Some(id) => {
+                self.counters.passthrough_opens += 1;
+                reply.created_passthrough(&entry, fh, FopenFlags::EMPTY, id)
+            }
+            None => reply.created(&entry, fh, FopenFlags::EMPTY),
+        };
     }
 
-    /// The last step of OPEN: `fd` is the reopened backing file.
-    fn answer_open(&mut self, cx: &mut Cx<'_>, fd: OwnedFd, waiter: Waiter) {
-        let mut backing = None;
-        if matches!(
-            self.kernel,
-            KernelPassthrough::Asked | KernelPassthrough::On
-        ) {
-            self.counters.blocking += 1;
-            match cx.backing_open(fd.as_fd()) {
-                Ok(id) => {
-                    backing = Some(id);
-                    self.kernel = KernelPassthrough::On;
-                }
-                Err(e) if self.kernel == KernelPassthrough::Asked => {
-                    eprintln!(
-                        "passthrough: the kernel refused to register a backing file ({e:?}); \
-                         kernel passthrough is off, reads and writes go through the ring. \
-                         (EPERM: FUSE_PASSTHROUGH was not granted at INIT — ringfuse answers \
-                         INIT with max_stack_depth 0, so the kernel silently drops it — or \
-                         the server lacks CAP_SYS_ADMIN.)"
-                    );
-                    self.kernel = KernelPassthrough::Refused(Some(e));
-                }
-                // Worked before: this file's filesystem cannot back passthrough (or it is
-                // stacked too deep); serve it through the ring.
-                Err(_) => {}
-            }
-        }
-        let reply = match waiter {
-            Waiter::Open(d) => cx.resume(d),
-            other => {
-                other.fail(cx, Errno::EIO);
-                None
-            }
+    /// The last step of OPEN of `node`: `fd` is the reopened backing file.
+    fn answer_open(&mut self, cx: &mut Cx<'_>, node: u64, fd: OwnedFd, waiter: Waiter) {
+        let Waiter::Open(d) = waiter else {
+            waiter.fail(cx, Errno::EIO);
+            Io::close_detached(cx, fd, DETACHED);
+            return;
         };
-        let Some(reply) = reply else {
-            if let Some(id) = backing {
-                let _ = cx.backing_close(id);
+        let backing = self.acquire_backing(cx, node, fd.as_fd());
+        let punt = self.punt_io(node);
+        let Some(reply) = cx.resume(d) else {
+            if backing.is_some() {
+                self.release_backing(cx, node);
             }
             Io::close_detached(cx, fd, DETACHED);
             return;
         };
-        let fh = self.files.insert(File { fd, backing });
+        let fh = self.files.insert(File {
+            fd,
+            node,
+            passthrough: backing.is_some(),
+            punt,
+        });
         let _ = match backing {
             Some(id) => {
                 self.counters.passthrough_opens += 1;
@@ -691,6 +775,92 @@ impl Passthrough {
             }
             None => reply.opened(fh, FopenFlags::EMPTY),
         };
+    }
+
+    /// The kernel passthrough backing id for a new open file of `node` (`fd`, an open
+    /// regular file), if kernel passthrough is on: the node's id if one of its files is
+    /// open, else a new one registered from `fd` (a blocking ioctl). Each `Some` is one
+    /// reference, given back by [`release_backing`](Self::release_backing) at RELEASE.
+    /// `None`: serve this file through the ring.
+    fn acquire_backing(&mut self, cx: &mut Cx<'_>, node: u64, fd: BorrowedFd<'_>) -> Option<i32> {
+        if !matches!(
+            self.kernel,
+            KernelPassthrough::Asked | KernelPassthrough::On
+        ) {
+            return None;
+        }
+        if let Some(id) = self.backing.acquire(node) {
+            return Some(id);
+        }
+        self.counters.blocking += 1;
+        match cx.backing_open(fd) {
+            Ok(id) => {
+                self.kernel = KernelPassthrough::On;
+                self.counters.backing_opened += 1;
+                self.backing.insert(node, id);
+                Some(id)
+            }
+            Err(e) if e == Errno::EPERM || self.kernel == KernelPassthrough::Asked => {
+                // EPERM: not granted at INIT, or no CAP_SYS_ADMIN — it will not work for
+                // any file. Another error on the first file: assume the same.
+                let why = match e {
+                    Errno::EPERM => {
+                        "FUSE_PASSTHROUGH was not granted at INIT, or the server lacks \
+                         CAP_SYS_ADMIN"
+                    }
+                    Errno::ELOOP => {
+                        "the source directory is on a stacked filesystem (overlayfs, a \
+                         passthrough FUSE mount) and max_stack_depth is 1"
+                    }
+                    Errno::EOPNOTSUPP => "the source's filesystem cannot back passthrough",
+                    _ => "see FUSE_DEV_IOC_BACKING_OPEN",
+                };
+                eprintln!(
+                    "passthrough: the kernel refused to register a backing file ({e:?}: \
+                     {why}); kernel passthrough is off, reads and writes go through the ring"
+                );
+                self.kernel = KernelPassthrough::Refused(Some(e));
+                None
+            }
+            // Worked before: this file's filesystem cannot back passthrough (EOPNOTSUPP)
+            // or is stacked too deep (ELOOP); serve it through the ring. Every open of the
+            // node gets the same answer, so the kernel never sees a node's files mix
+            // passthrough and cached I/O (it would refuse that with ETXTBSY).
+            Err(_) => None,
+        }
+    }
+
+    /// An open file of `node` that used its backing id is released; the last one closes
+    /// the id (a blocking ioctl).
+    fn release_backing(&mut self, cx: &mut Cx<'_>, node: u64) {
+        let Some(id) = self.backing.release(node) else {
+            return;
+        };
+        self.counters.blocking += 1;
+        if cx.backing_close(id).is_ok() {
+            self.counters.backing_closed += 1;
+        }
+    }
+
+    /// Whether `node`'s file lives on a FUSE filesystem, whose READ and WRITE must not be
+    /// tried inline by io_uring (`io.rs`, `punted`). Learnt once per backing device from
+    /// `/proc/self/mountinfo` (a blocking read of procfs, never of the backing filesystem).
+    fn punt_io(&mut self, node: u64) -> bool {
+        let Some(dev) = self.nodes.dev(node) else {
+            return false;
+        };
+        if let Some(&fuse) = self.fuse_devs.get(&dev) {
+            return fuse;
+        }
+        self.counters.blocking += 1;
+        let fuse = fuse_device(dev);
+        self.fuse_devs.insert(dev, fuse);
+        fuse
+    }
+
+    /// Backing ids still registered (at exit: opens the kernel never released).
+    pub(crate) fn backing_ids(&self) -> usize {
+        self.backing.len()
     }
 
     /// A failed operation: closes what the request held and answers it with `err`.
@@ -723,10 +893,21 @@ impl Passthrough {
         let value = match result(res) {
             Ok(v) => v,
             Err(err) => {
+                if let Some(fd) = opened {
+                    Io::close_detached(cx, fd, DETACHED);
+                }
                 Self::abort(cx, step, waiter, err);
                 return self.put_slot(slot);
             }
         };
+        if self.stopping && step.chains() {
+            // The loop is ending: queue no next step (it could wait forever).
+            if let Some(fd) = opened {
+                Io::close_detached(cx, fd, DETACHED);
+            }
+            Self::abort(cx, step, waiter, Errno::ECANCELED);
+            return self.put_slot(slot);
+        }
         match step {
             Step::Idle => waiter.fail(cx, Errno::EIO),
             Step::EntryOpen { owner } => {
@@ -781,8 +962,8 @@ impl Passthrough {
                 }
                 return self.setattr_rest(cx, slot, node, &set, waiter);
             }
-            Step::Open => match opened {
-                Some(fd) => self.answer_open(cx, fd, waiter),
+            Step::Open { node } => match opened {
+                Some(fd) => self.answer_open(cx, node, fd, waiter),
                 None => waiter.fail(cx, Errno::EIO),
             },
             Step::OpenDir => match (waiter, opened) {
@@ -818,14 +999,33 @@ impl Passthrough {
                 return self.chain(cx, slot, submitted, step, waiter);
             }
             Step::CreateStat { file, path } => self.answer_create(cx, slot, file, path, waiter),
+            Step::ReadArm { fh, offset, len } => {
+                let Waiter::Data(d) = waiter else {
+                    waiter.fail(cx, Errno::EIO);
+                    return self.put_slot(slot);
+                };
+                let tag = self.next_tag(slot);
+                let Some(file) = self.files.get(fh) else {
+                    Waiter::Data(d).fail(cx, Errno::EBADF);
+                    return self.put_slot(slot);
+                };
+                let (fd, punt) = (file.fd.as_fd(), file.punt);
+                match self
+                    .io
+                    .read_reply(cx, slot, tag, fd, (len, offset), punt, d)
+                {
+                    Ok(()) => {
+                        // The token waits in `Io` until the READ completed.
+                        return self.chain(cx, slot, Ok(()), Step::Read, Waiter::None);
+                    }
+                    Err((e, d)) => Waiter::Data(d).fail(cx, e),
+                }
+            }
             Step::Read => match waiter {
                 Waiter::Data(d) => {
                     if let Some(reply) = cx.resume(d) {
-                        let _ = match self.io.data(slot, value as usize) {
-                            // The copy into the reply buffer (see main.rs, "Reads").
-                            Ok(bytes) => reply.data(bytes),
-                            Err(e) => reply.error(e),
-                        };
+                        // The data is in the reply buffer already: no copy.
+                        let _ = reply.commit(value as usize);
                     }
                 }
                 w => w.fail(cx, Errno::EIO),
@@ -868,8 +1068,13 @@ impl Filesystem for Passthrough {
     fn init(&mut self, cfg: &mut InitConfig) -> Result<(), Errno> {
         if self.kernel == KernelPassthrough::Asked {
             if cfg.offered.contains(InitFlags::PASSTHROUGH) {
+                // The kernel grants passthrough only with a stack depth of 1 or 2 and
+                // without writeback caching. 1: the backing files sit on a filesystem
+                // that is not itself stacked (overlayfs, another passthrough FUSE) — and
+                // this mount can still back one more level.
                 cfg.want |= InitFlags::PASSTHROUGH;
                 cfg.want = cfg.want.difference(InitFlags::WRITEBACK_CACHE);
+                cfg.max_stack_depth = 1;
             } else {
                 eprintln!(
                     "passthrough: the kernel does not offer FUSE_PASSTHROUGH \
@@ -882,9 +1087,27 @@ impl Filesystem for Passthrough {
     }
 
     fn destroy(&mut self) {
-        // Descriptors close when dropped; nothing is in flight any more.
+        // Descriptors close when dropped; nothing is in flight any more. Backing ids go
+        // with the connection.
         self.files.drain().for_each(drop);
         self.dirs.drain().for_each(drop);
+    }
+
+    fn stopping(&mut self, cx: &mut Cx<'_>) {
+        // The loop waits for every operation queued here: cancel them all, since any may
+        // wait on a backing filesystem that never answers (a hung network or FUSE mount).
+        // Each completes early with -ECANCELED (or -EINTR, or normally if it was done), and
+        // its request is answered with that; `take_slot` and `advance` queue nothing new.
+        self.stopping = true;
+        for (i, op) in self.ops.iter().enumerate() {
+            if matches!(op.step, Step::Idle) {
+                continue;
+            }
+            let tag = (op.seq << INDEX_BITS) | i as u64;
+            if cx.cancel(tag).is_ok() {
+                self.counters.cancelled += 1;
+            }
+        }
     }
 
     fn lookup(
@@ -1210,7 +1433,8 @@ impl Filesystem for Passthrough {
             Some(fd) => self.io.reopen(cx, i, tag, fd, backing_flags(flags)),
             None => Err(Errno::ENOENT),
         };
-        self.defer(i, submitted, Step::Open, reply, Waiter::Open)
+        let step = Step::Open { node: node.0 };
+        self.defer(i, submitted, step, reply, Waiter::Open)
     }
 
     fn read(
@@ -1222,16 +1446,21 @@ impl Filesystem for Passthrough {
         size: u32,
         reply: ReplyData<'_>,
     ) -> Done {
+        self.counters.reads += 1;
+        if self.files.get(fh).is_none() {
+            return reply.error(Errno::EBADF);
+        }
         let (i, tag) = match self.take_slot() {
             Ok(x) => x,
             Err(e) => return reply.error(e),
         };
         let len = reply.max_len().min(size as usize);
-        let submitted = match self.files.get(fh) {
-            Some(f) => self.io.read(cx, i, tag, f.fd.as_fd(), len, offset),
-            None => Err(Errno::EBADF),
-        };
-        self.defer(i, submitted, Step::Read, reply, Waiter::Data)
+        // The backing READ goes straight into this request's reply buffer, which the
+        // session hands out (`Cx::deferred_buffer`) only from a call after the one that
+        // deferred the request: a NOP's completion is that call (see main.rs, "Reads").
+        let submitted = cx.submit(&Sqe::nop(), tag);
+        let step = Step::ReadArm { fh, offset, len };
+        self.defer(i, submitted, step, reply, Waiter::Data)
     }
 
     fn write(
@@ -1245,12 +1474,17 @@ impl Filesystem for Passthrough {
         _flags: u32,
         reply: ReplyWrite<'_>,
     ) -> Done {
+        // `data` is borrowed for this call only and the backing WRITE outlives it: the data
+        // is copied into the slot's buffer (see main.rs, "Reads").
+        self.counters.writes += 1;
         let (i, tag) = match self.take_slot() {
             Ok(x) => x,
             Err(e) => return reply.error(e),
         };
         let submitted = match self.files.get(fh) {
-            Some(f) => self.io.write(cx, i, tag, f.fd.as_fd(), data, offset),
+            Some(f) => self
+                .io
+                .write(cx, i, tag, f.fd.as_fd(), data, offset, f.punt),
             None => Err(Errno::EBADF),
         };
         self.defer(i, submitted, Step::Write, reply, Waiter::Write)
@@ -1269,12 +1503,10 @@ impl Filesystem for Passthrough {
         let Some(file) = self.files.remove(fh) else {
             return reply.error(Errno::EBADF);
         };
-        if let Some(id) = file.backing {
-            // The kernel holds its own reference to the backing file from OPEN on.
-            self.counters.blocking += 1;
-            let _ = cx.backing_close(id);
+        if file.passthrough {
+            self.release_backing(cx, file.node);
         }
-        self.close_and_answer(cx, file.fd, reply)
+        self.close_and_answer(cx, file.fd, file.punt, reply)
     }
 
     fn fsync(
@@ -1325,7 +1557,9 @@ impl Filesystem for Passthrough {
         reply: ReplyDir<'_>,
     ) -> Done {
         // Blocking: io_uring has no getdents. One lseek to the kernel's cookie (the
-        // backing filesystem's d_off), then one getdents64 per buffer.
+        // backing filesystem's d_off), then one getdents64 per buffer. Each entry's type is
+        // the backing d_type as it is (DT_UNKNOWN too: the caller's kernel then asks with
+        // LOOKUP), so no entry costs a stat here.
         let Some(dfd) = self.dirs.get(fh) else {
             return reply.error(Errno::EBADF);
         };
@@ -1334,28 +1568,15 @@ impl Filesystem for Passthrough {
             return reply.error(errno(e));
         }
         let buf = &mut self.dirbuf;
-        let blocking = &mut self.counters.blocking;
         reply.dir(|fill| {
             let mut raw = rustix::fs::RawDir::new(dfd, buf);
             while let Some(entry) = raw.next() {
                 let Ok(entry) = entry else { break };
-                let name = entry.file_name();
-                let kind = match entry.file_type() {
-                    rustix::fs::FileType::Unknown => {
-                        // The backing filesystem has no d_type: ask (blocking).
-                        *blocking += 1;
-                        rustix::fs::statat(dfd, name, AtFlags::SYMLINK_NOFOLLOW)
-                            .ok()
-                            .and_then(|st| FileType::from_mode(st.st_mode))
-                    }
-                    t => FileType::from_mode(t.as_raw_mode()),
-                };
-                let kind = kind.unwrap_or(FileType::RegularFile);
-                match fill.add(
+                match fill.add_dtype(
                     entry.ino(),
                     entry.next_entry_cookie(),
-                    kind,
-                    name.to_bytes(),
+                    dtype(entry.file_type()),
+                    entry.file_name().to_bytes(),
                 ) {
                     Ok(true) => {}
                     Ok(false) | Err(_) => break,
@@ -1373,7 +1594,7 @@ impl Filesystem for Passthrough {
         reply: ReplyEmpty<'_>,
     ) -> Done {
         match self.dirs.remove(fh) {
-            Some(fd) => self.close_and_answer(cx, fd, reply),
+            Some(fd) => self.close_and_answer(cx, fd, false, reply),
             None => reply.error(Errno::EBADF),
         }
     }
@@ -1591,8 +1812,12 @@ impl Filesystem for Passthrough {
             return;
         }
         let step = core::mem::replace(&mut op.step, Step::Idle);
-        let waiter = core::mem::replace(&mut op.waiter, Waiter::None);
+        let mut waiter = core::mem::replace(&mut op.waiter, Waiter::None);
         let opened = self.io.completed(i, result);
+        if let Some(d) = self.io.take_reply(i) {
+            // A READ into the reply buffer completed: the token can be resumed now.
+            waiter = Waiter::Data(d);
+        }
         self.advance(cx, i, (step, waiter), result, opened);
     }
 }
@@ -1622,13 +1847,20 @@ impl Passthrough {
         self.defer(i, submitted, Step::Simple, reply, Waiter::Empty)
     }
 
-    /// RELEASE and RELEASEDIR: closes `fd` through the ring and answers when it is closed.
-    fn close_and_answer(&mut self, cx: &mut Cx<'_>, fd: OwnedFd, reply: ReplyEmpty<'_>) -> Done {
+    /// RELEASE and RELEASEDIR: closes `fd` through the ring (`punt`: see `io.rs`) and
+    /// answers when it is closed.
+    fn close_and_answer(
+        &mut self,
+        cx: &mut Cx<'_>,
+        fd: OwnedFd,
+        punt: bool,
+        reply: ReplyEmpty<'_>,
+    ) -> Done {
         let Ok((i, tag)) = self.take_slot() else {
             drop(fd);
             return reply.ok();
         };
-        let submitted = Io::close(cx, fd, tag);
+        let submitted = Io::close(cx, fd, tag, punt);
         self.defer(i, submitted, Step::Simple, reply, Waiter::Empty)
     }
 }
@@ -1653,6 +1885,33 @@ mod tests {
         }
         // /dev/null is 1:3 = 0x103 in the old encoding too.
         assert_eq!(encode_dev(1, 3), 0x103);
+    }
+
+    #[test]
+    fn fuse_devices_are_found_in_mountinfo() {
+        let text = "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                    98 22 0:61 / /mnt/a rw,nosuid,nodev shared:50 - fuse.passthrough /src rw,user_id=0\n\
+                    99 22 0:62 / /mnt/b rw shared:51 - fuseblk /dev/sdb rw\n\
+                    100 22 0:63 / /mnt/c rw shared:52 - tmpfs tmpfs rw\n";
+        let dev = rustix::fs::makedev;
+        assert!(fuse_in_mountinfo(text, dev(0, 61)));
+        assert!(fuse_in_mountinfo(text, dev(0, 62)));
+        assert!(!fuse_in_mountinfo(text, dev(0, 63)), "tmpfs");
+        assert!(!fuse_in_mountinfo(text, dev(254, 0)), "ext4");
+        assert!(!fuse_in_mountinfo(text, dev(0, 6)), "a prefix of 0:61");
+    }
+
+    #[test]
+    fn dirent_types_are_passed_as_they_are() {
+        use rustix::fs::FileType as T;
+        assert_eq!(dtype(T::Unknown), 0);
+        assert_eq!(dtype(T::Fifo), 1);
+        assert_eq!(dtype(T::CharacterDevice), 2);
+        assert_eq!(dtype(T::Directory), 4);
+        assert_eq!(dtype(T::BlockDevice), 6);
+        assert_eq!(dtype(T::RegularFile), 8);
+        assert_eq!(dtype(T::Symlink), 10);
+        assert_eq!(dtype(T::Socket), 12);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The only module with `unsafe`: the memory the kernel reads and writes for the
 //! filesystem's own ring operations, and the SQEs that point at it.
 //!
-//! Each operation slot owns a [`Mem`]: a data buffer (`max_write` bytes: READ lands there,
-//! WRITE data is copied there, xattr values), two name buffers and a `struct statx`. Every
+//! Each operation slot owns a [`Mem`]: a data buffer (`max_write` bytes: WRITE data is copied
+//! there, xattr values), two name buffers and a `struct statx`. Every
 //! `Mem` is a separate heap allocation made when the filesystem starts (or, if more requests
 //! are ever in flight than slots were made for, when a slot is added: see
 //! [`Io::add_slot`]) and never moved or freed while an operation on it is in flight:
@@ -17,13 +17,22 @@
 //!   completion"; the loop's drain waits for them), so the filesystem — and this — outlive
 //!   them; if it ever returned early (an error), [`Drop`] leaks the slots still in flight
 //!   instead of freeing memory the kernel may still write.
+//!
+//! A backing READ lands in none of these: it targets the reply buffer of the deferred READ
+//! request itself ([`Cx::deferred_buffer`]), so data goes from the backing file to the
+//! kernel with no copy. That buffer is the session's, reserved until the request's token is
+//! resumed; [`Io::read_reply`] takes the token for as long as the READ is in flight
+//! (`replies[i]`), and [`Io::take_reply`] gives it back only once `in_flight[i]` is clear,
+//! so the request cannot be answered — and its buffer handed back to the loop — while the
+//! kernel may still write it.
 #![allow(unsafe_code)]
 
 use core::ffi::CStr;
 use std::os::fd::{AsRawFd as _, FromRawFd as _};
 
-use ringfuse::ring::{IoringFsyncFlags, Sqe};
-use ringfuse::{Cx, Errno};
+use ringfuse::reply::kind;
+use ringfuse::ring::{IoringFsyncFlags, IoringSqeFlags, Sqe};
+use ringfuse::{Cx, Deferred, Errno};
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, ResolveFlags, Statx, StatxFlags, XattrFlags};
 use rustix::io_uring::open_how;
@@ -35,7 +44,7 @@ pub(crate) const PATH_CAP: usize = 4096;
 
 /// What the kernel reads and writes for one operation.
 struct Mem {
-    /// READ lands here; WRITE and SETXATTR data are copied here; GETXATTR values land here.
+    /// WRITE and SETXATTR data are copied here; GETXATTR values land here.
     data: Box<[u8]>,
     /// The entry name (NUL-terminated): LOOKUP, CREATE, MKDIR, the link name of SYMLINK,
     /// the new name of LINK, UNLINK, RMDIR, the old name of RENAME, an xattr name.
@@ -56,6 +65,8 @@ pub(crate) struct Io {
     /// The operation in flight (or just completed) on the slot is an OPENAT/OPENAT2, whose
     /// result is a descriptor [`Io::take_fd`] takes ownership of, once.
     opens: Vec<bool>,
+    /// The deferred READ whose reply buffer the READ in flight on the slot fills.
+    replies: Vec<Option<Deferred<kind::Data>>>,
     data_len: usize,
     /// `/proc/self/fd`, opened once: opening `N` in it reopens descriptor `N` (an `O_PATH`
     /// node) with real access flags.
@@ -75,6 +86,18 @@ fn zero_statx() -> Statx {
     .expect("statx of / answers");
     s.stx_mask = 0;
     s
+}
+
+/// `sqe`, made to go to an io-wq worker at once (`IOSQE_ASYNC`) if `punt`: for files of FUSE
+/// filesystems, whose `direct_io` READ and WRITE claim non-blocking support
+/// (`FMODE_NOWAIT`) yet wait for the FUSE server inside the submitting `io_uring_enter` —
+/// the loop itself would block — and whose CLOSE sends a synchronous FLUSH.
+fn punted(sqe: Sqe, punt: bool) -> Sqe {
+    if punt {
+        sqe.flags(IoringSqeFlags::ASYNC)
+    } else {
+        sqe
+    }
 }
 
 /// Writes `bytes` and a NUL into `dst`; ENAMETOOLONG if they do not fit, EINVAL for an
@@ -139,6 +162,7 @@ impl Io {
             mem: Vec::with_capacity(slots),
             in_flight: Vec::with_capacity(slots),
             opens: Vec::with_capacity(slots),
+            replies: Vec::with_capacity(slots),
             data_len,
             procfd,
         };
@@ -159,6 +183,7 @@ impl Io {
         }));
         self.in_flight.push(false);
         self.opens.push(false);
+        self.replies.push(None);
         self.mem.len() - 1
     }
 
@@ -198,7 +223,16 @@ impl Io {
         put(&mut self.idle(i)?.aux, path)
     }
 
-    /// The first `len` bytes of slot `i`'s data buffer (what a READ or GETXATTR left).
+    /// The deferred READ that slot `i`'s READ filled, once that READ completed
+    /// ([`completed`](Self::completed)); `None` while it is in flight, or if there is none.
+    pub(crate) fn take_reply(&mut self, i: usize) -> Option<Deferred<kind::Data>> {
+        match self.in_flight.get(i) {
+            Some(false) => self.replies.get_mut(i)?.take(),
+            _ => None,
+        }
+    }
+
+    /// The first `len` bytes of slot `i`'s data buffer (what a GETXATTR left).
     pub(crate) fn data(&mut self, i: usize, len: usize) -> Result<&[u8], Errno> {
         let m = self.idle(i)?;
         m.data.get(..len).ok_or(Errno::EIO)
@@ -309,27 +343,68 @@ impl Io {
         })
     }
 
-    /// READ of `len` bytes at `offset` of `fd` into the slot's data buffer.
-    pub(crate) fn read(
+    /// READ of up to `len` bytes at `offset` of `fd` straight into the reply buffer of the
+    /// deferred READ request `reply` (zero copy), on slot `i` (`punt`: see [`punted`]). The
+    /// token stays here until the
+    /// READ completed: take it back with [`take_reply`](Self::take_reply), resume it and
+    /// answer with `ReplyData::commit`. On failure nothing was queued and the token comes
+    /// back with the error (`EINTR`: the request was interrupted meanwhile, its buffer gone).
+    ///
+    /// Call it from a later call than the one that deferred `reply`: the session hands out
+    /// a deferred request's buffer only then.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn read_reply(
         &mut self,
         cx: &mut Cx<'_>,
         i: usize,
         tag: u64,
         fd: BorrowedFd<'_>,
-        len: usize,
-        offset: u64,
-    ) -> Result<(), Errno> {
-        self.submit(cx, i, tag, |m, _| {
-            let len = len.min(m.data.len());
-            let buf = m.data.get_mut(..len).ok_or(Errno::EIO)?;
-            // SAFETY: `buf` is slot `i`'s data buffer: no reference to it exists until
-            // `completed(i)`, after the kernel wrote it (module docs).
-            Ok(unsafe { Sqe::read(fd, buf, offset) })
-        })
+        (len, offset): (usize, u64),
+        punt: bool,
+        reply: Deferred<kind::Data>,
+    ) -> Result<(), (Errno, Deferred<kind::Data>)> {
+        let idle = matches!(self.in_flight.get(i), Some(false))
+            && self.replies.get(i).is_some_and(Option::is_none);
+        if !idle {
+            return Err((Errno::EBUSY, reply));
+        }
+        let Some(buf) = cx.deferred_buffer(&reply) else {
+            return Err((Errno::EINTR, reply));
+        };
+        let len = len.min(buf.len());
+        let Some(buf) = buf.get_mut(..len) else {
+            return Err((Errno::EIO, reply));
+        };
+        // SAFETY: `buf` is the reply buffer of the deferred READ `reply`, which the session
+        // keeps reserved and untouched until that token is resumed (`Cx::deferred_buffer`),
+        // and it outlives this READ: the loop does not return while operations the
+        // filesystem submitted are in flight (`Cx::submit`). The token is moved into
+        // `replies[i]` below when the SQE is queued, and only `take_reply(i)` hands it out
+        // again, which refuses while `in_flight[i]` is set — cleared by `completed(i)` once
+        // the kernel posted this READ's completion. So nothing resumes the token (which
+        // makes a new reference to the buffer and gives it back to the loop) while the
+        // kernel may write it. The `&mut` borrow of `buf` ends here; no reference to it is
+        // used until then. If the SQE is not queued, nothing points at the buffer.
+        let sqe = punted(unsafe { Sqe::read(fd, buf, offset) }, punt);
+        if let Err(e) = cx.submit(&sqe, tag) {
+            return Err((e, reply));
+        }
+        if let Some(f) = self.in_flight.get_mut(i) {
+            *f = true;
+        }
+        if let Some(o) = self.opens.get_mut(i) {
+            *o = false;
+        }
+        if let Some(r) = self.replies.get_mut(i) {
+            *r = Some(reply);
+        }
+        Ok(())
     }
 
-    /// WRITE of `data` (copied into the slot first) at `offset` of `fd`. EINVAL if `data`
-    /// is longer than the slot's buffer (the session never sends more than `max_write`).
+    /// WRITE of `data` (copied into the slot first) at `offset` of `fd` (`punt`: see
+    /// [`punted`]). EINVAL if `data` is longer than the slot's buffer (the session never
+    /// sends more than `max_write`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write(
         &mut self,
         cx: &mut Cx<'_>,
@@ -338,13 +413,14 @@ impl Io {
         fd: BorrowedFd<'_>,
         data: &[u8],
         offset: u64,
+        punt: bool,
     ) -> Result<(), Errno> {
         self.submit(cx, i, tag, |m, _| {
             let buf = m.data.get_mut(..data.len()).ok_or(Errno::EINVAL)?;
             buf.copy_from_slice(data);
             // SAFETY: `buf` is slot `i`'s data buffer, left unmodified until `completed(i)`
             // (module docs).
-            Ok(unsafe { Sqe::write(fd, buf, offset) })
+            Ok(punted(unsafe { Sqe::write(fd, buf, offset) }, punt))
         })
     }
 
@@ -497,11 +573,11 @@ impl Io {
         }
     }
 
-    /// Closes `fd` through the ring; its completion comes with `tag`. On error the
-    /// descriptor is closed at once and the error returned.
-    pub(crate) fn close(cx: &mut Cx<'_>, fd: OwnedFd, tag: u64) -> Result<(), Errno> {
+    /// Closes `fd` through the ring (`punt`: see [`punted`]); its completion comes with
+    /// `tag`. On error the descriptor is closed at once and the error returned.
+    pub(crate) fn close(cx: &mut Cx<'_>, fd: OwnedFd, tag: u64, punt: bool) -> Result<(), Errno> {
         let raw = fd.as_raw_fd();
-        let sqe = Sqe::close(fd);
+        let sqe = punted(Sqe::close(fd), punt);
         cx.submit(&sqe, tag).inspect_err(|_| {
             // SAFETY: as in `close_detached`: the SQE that owned `raw` was not queued.
             drop(unsafe { OwnedFd::from_raw_fd(raw) });
@@ -528,8 +604,10 @@ impl Drop for Io {
     fn drop(&mut self) {
         if self.in_flight.iter().any(|&f| f) {
             // The loop ended with operations still in flight (it returned an error): the
-            // kernel may still write this memory, so it must never be freed.
+            // kernel may still write this memory, so it must never be freed. (The reply
+            // buffers of READs in flight are the session's: it owns that case.)
             std::mem::forget(std::mem::take(&mut self.mem));
+            std::mem::forget(std::mem::take(&mut self.replies));
         }
     }
 }

@@ -31,33 +31,46 @@
 //! | UNLINK / RMDIR / RENAME(2) | `unlinkat` (UNLINKAT) / `renameat2` (RENAMEAT) |
 //! | CREATE | `openat2(O_CREAT\|O_NOFOLLOW, RESOLVE_BENEATH)`, an `O_PATH` reopen (OPENAT), `statx` |
 //! | OPEN / OPENDIR | reopen of the node through `/proc/self/fd/N` (OPENAT) |
-//! | READ / WRITE | READ / WRITE at the request's offset |
+//! | READ | a NOP, then READ at the request's offset straight into the reply buffer |
+//! | WRITE | WRITE at the request's offset |
 //! | FSYNC / FSYNCDIR / FALLOCATE | FSYNC / FSYNC / FALLOCATE |
 //! | RELEASE / RELEASEDIR, FORGET | CLOSE |
 //! | GETXATTR / SETXATTR | GETXATTR / SETXATTR on `/proc/self/fd/N` |
 //!
+//! Files of a FUSE backing filesystem get their READ, WRITE and CLOSE sent to an io-wq
+//! worker at once (`IOSQE_ASYNC`): io_uring would otherwise try them inline, and FUSE's
+//! `direct_io` path waits for its server inside the loop's own `io_uring_enter` (see
+//! `io.rs`). Which backing devices are FUSE is read from `/proc/self/mountinfo`, once per
+//! device.
+//!
 //! Blocking syscalls left in the request path, because io_uring (6.18) has no opcode for
-//! them — all metadata calls on local descriptors, none waits for file data:
-//! READDIR (`lseek` + `getdents64`; and `fstatat` for backing filesystems without
-//! `d_type`), READLINK (`readlinkat`, straight into the reply buffer), SETATTR's mode,
-//! owner and times (`fchmodat`, `fchownat`, `utimensat`), MKNOD of FIFOs, sockets and
-//! devices (`mknodat`), STATFS (`fstatvfs`), LISTXATTR / REMOVEXATTR, LSEEK
-//! (`SEEK_DATA`/`SEEK_HOLE`), for non-root callers a `fchownat` of what they create (the
-//! server creates as root) and an `fstat` of the parent (set-group-ID), and with kernel
-//! passthrough the `FUSE_DEV_IOC_BACKING_OPEN`/`CLOSE` ioctls. COPY_FILE_RANGE, FLUSH and
-//! STATX answer ENOSYS (the kernel then copies through READ/WRITE, skips flushes and uses
-//! GETATTR); locks are left to the kernel.
+//! them — all metadata calls on local descriptors, none waits for file data: READDIR
+//! (`lseek` + `getdents64`; entry types are the backing `d_type` as it is, `DT_UNKNOWN`
+//! included, so no per-entry stat), READLINK (`readlinkat`, straight into the reply
+//! buffer), SETATTR's mode, owner and times (`fchmodat`, `fchownat`, `utimensat`), MKNOD of
+//! FIFOs, sockets and devices (`mknodat`), STATFS (`fstatvfs`), LISTXATTR / REMOVEXATTR,
+//! LSEEK (`SEEK_DATA`/`SEEK_HOLE`), for non-root callers a `fchownat` of what they create
+//! (the server creates as root) and an `fstat` of the parent (set-group-ID), with kernel
+//! passthrough the `FUSE_DEV_IOC_BACKING_OPEN`/`CLOSE` ioctls (once per node with open
+//! files, not per open), and the `/proc/self/mountinfo` read of a backing device not seen
+//! before. COPY_FILE_RANGE, FLUSH and STATX answer ENOSYS (the kernel then copies through
+//! READ/WRITE, skips flushes and uses GETATTR); locks are left to the kernel.
 //!
-//! # Reads
+//! # Reads and writes
 //!
-//! The reply buffer of a deferred READ is reachable only after [`ringfuse::Cx::resume`],
-//! and the backing READ must have a buffer when it is queued, so the data is read into the
-//! operation slot's own buffer (made at start, one slot per request the session can hold,
-//! so no request allocates) and copied into the reply when the completion comes: one
-//! `memcpy` per READ, WRITE data likewise. Reading straight into the reply buffer would
-//! need the library to hand out that buffer (or register it) for the time the request is
-//! deferred. With `-o passthrough` there is no copy at all: the kernel reads and writes
-//! the backing file itself.
+//! A backing READ lands straight in the reply buffer of the deferred READ request
+//! ([`ringfuse::Cx::deferred_buffer`]), which the session keeps reserved until the request
+//! is resumed and answered with `ReplyData::commit(n)`: no copy. The session hands that
+//! buffer out only from a call after the one that deferred the request, so READ first
+//! queues a NOP and submits the backing READ from the NOP's completion (one more CQE per
+//! READ, which is cheaper than copying up to `max_write` bytes). `io.rs` holds the deferred
+//! token while the READ is in flight, so the request cannot be answered — and its buffer
+//! handed back — before the kernel has written it.
+//!
+//! WRITE data is still copied once, into the operation slot's buffer: the filesystem gets
+//! it as a `&[u8]` borrowed for the `write` call only, and the backing WRITE outlives that
+//! call (the library gives no access to a deferred request's data). With `-o passthrough`
+//! there is no copy at all: reads and writes never reach the server.
 //!
 //! # Nodes
 //!
@@ -68,11 +81,20 @@
 //! pins the nodes it uses: a node forgotten meanwhile keeps its descriptor (and number)
 //! until the request is answered.
 //!
+//! # Stopping
+//!
+//! The loop ends only once every operation the filesystem queued has completed. When it
+//! starts ending (unmount, abort, SIGINT/SIGTERM), [`ringfuse::Filesystem::stopping`]
+//! cancels every backing operation in flight (`IORING_OP_ASYNC_CANCEL`) and no new one is
+//! queued; waiting requests are answered with the cancelled operation's error. A cancel
+//! interrupts an operation blocked in an interruptible wait — a READ of a FUSE backing
+//! file opened `direct_io`, whose server then gets FUSE_INTERRUPT, or a network
+//! filesystem's RPC — but not one in an uninterruptible or killable wait, such as a
+//! buffered READ of a FUSE backing file waiting for its page (`folio_lock_killable`): that
+//! one still holds the exit until it completes.
+//!
 //! # Limits
 //!
-//! The loop stops only once every operation the filesystem queued has completed (the
-//! library gives a filesystem no way to cancel them, nor a signal that it is stopping), so
-//! a backing filesystem that never answers keeps an unmounted server from exiting.
 //! Ownership of what non-root callers create is fixed after the fact (`fchownat`), not by
 //! creating with their credentials.
 //!
@@ -88,15 +110,21 @@
 //!
 //! # Kernel passthrough (`-o passthrough`)
 //!
-//! INIT asks for `FUSE_PASSTHROUGH` (never with `WRITEBACK_CACHE`); OPEN then registers the
-//! backing file with [`ringfuse::Cx::backing_open`] and answers with its id
-//! ([`ringfuse::ReplyOpen::opened_passthrough`]), so READ and WRITE never reach the server;
-//! the id is closed at RELEASE. If the kernel does not offer it, or refuses the first
-//! backing file, the server says so on stderr and serves reads and writes through the ring.
-//! On Linux 6.18 the kernel grants passthrough only if INIT's answer carries a
-//! `max_stack_depth` of 1 or 2, and ringfuse's `InitConfig` has no such field (it answers
-//! 0): the kernel silently drops the flag and BACKING_OPEN fails with EPERM. CREATE
-//! cannot use passthrough either (`ReplyCreate` carries no backing id).
+//! INIT asks for `FUSE_PASSTHROUGH` with `max_stack_depth` 1 (never with
+//! `WRITEBACK_CACHE`, which makes the kernel ignore it). OPEN and CREATE then register the
+//! backing file with [`ringfuse::Cx::backing_open`] and answer with its id
+//! ([`ringfuse::ReplyOpen::opened_passthrough`],
+//! [`ringfuse::ReplyCreate::created_passthrough`]), so READ and WRITE never reach the server
+//! (the exit summary counts those that do). One id per node, shared by its open files and
+//! counted (`handles.rs`, `Backings`): the kernel refuses a passthrough open whose backing
+//! file differs from the one the inode's other open files use, and the id is closed
+//! ([`ringfuse::Cx::backing_close`]) at the RELEASE of the node's last open file.
+//!
+//! If the kernel does not offer it, or refuses the first backing file (EPERM: not granted,
+//! or no CAP_SYS_ADMIN; ELOOP: the source is on a stacked filesystem such as overlayfs or
+//! another passthrough mount; EOPNOTSUPP), the server says so on stderr and serves reads
+//! and writes through the ring. A later refusal for one file serves that file (every open
+//! of its node) through the ring.
 //!
 //! Layout: `fs.rs` is the [`ringfuse::Filesystem`] (safe code), `io.rs` the memory the
 //! kernel uses and the SQEs pointing at it (the only `unsafe`), `nodes.rs` the node table,
@@ -320,23 +348,49 @@ fn run(args: &Args) -> Result<(), String> {
     let granted = session
         .negotiated()
         .is_some_and(|n| n.has(InitFlags::PASSTHROUGH));
+    let kernel = fs.kernel_passthrough();
     println!(
-        "passthrough: served {} requests over the {:?} transport; {} ring operations, {} \
-         blocking calls, {} slots added; FUSE_PASSTHROUGH in the INIT answer: {}; kernel \
-         passthrough: {}",
+        "passthrough: served {} requests over the {:?} transport ({} READ, {} WRITE); {} ring \
+         operations, {} blocking calls, {} cancelled at stop, {} slots added; \
+         FUSE_PASSTHROUGH in the INIT answer: {}; kernel passthrough: {}",
         stats.requests(),
         session.transport(),
+        c.reads,
+        c.writes,
         c.ring_ops,
         c.blocking,
+        c.cancelled,
         c.slots_added,
         if granted { "yes" } else { "no" },
-        match fs.kernel_passthrough() {
+        match kernel {
             KernelPassthrough::Off => "not asked for".to_owned(),
             KernelPassthrough::Asked => "granted at INIT, no file opened".to_owned(),
-            KernelPassthrough::On => format!("on ({} opens)", c.passthrough_opens),
+            KernelPassthrough::On => format!(
+                "on ({} opens, {} backing ids registered, {} closed)",
+                c.passthrough_opens, c.backing_opened, c.backing_closed
+            ),
             KernelPassthrough::Refused(None) => "not offered by the kernel".to_owned(),
             KernelPassthrough::Refused(Some(e)) => format!("refused by the kernel ({e:?})"),
         }
+    );
+    // The same, for scripts and tests.
+    println!(
+        "passthrough-counters: kernel={} reads={} writes={} passthrough_opens={} \
+         backing_opened={} backing_closed={} backing_left={} cancelled={}",
+        match kernel {
+            KernelPassthrough::Off => "off",
+            KernelPassthrough::Asked => "asked",
+            KernelPassthrough::On => "on",
+            KernelPassthrough::Refused(None) => "not-offered",
+            KernelPassthrough::Refused(Some(_)) => "refused",
+        },
+        c.reads,
+        c.writes,
+        c.passthrough_opens,
+        c.backing_opened,
+        c.backing_closed,
+        fs.backing_ids(),
+        c.cancelled,
     );
     result.map_err(|e| e.to_string())
 }

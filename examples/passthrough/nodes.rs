@@ -89,6 +89,11 @@ impl Nodes {
         self.node(id).map(|n| n.fd.as_fd())
     }
 
+    /// The backing device (`st_dev`) of node `id` (not the root).
+    pub(crate) fn dev(&self, id: u64) -> Option<u64> {
+        self.node(id).map(|n| n.key.0)
+    }
+
     /// Counts one more lookup of the inode `key` whose descriptor is `fd`: an existing node
     /// (then `fd` is handed back to be closed), or a new one. Returns the node id, its
     /// generation and the descriptor not needed.
