@@ -11,7 +11,7 @@ use crate::abi::flags::NotifyEntryFlags;
 use crate::abi::notify::{self, NotifyError};
 use crate::attr::NodeId;
 use crate::notifier::Notifier;
-use crate::reply::{Deferred, Outcome, Reply};
+use crate::reply::{Deferred, Reply};
 use crate::ring::{Ring, Sqe};
 use crate::slab::SlabView;
 use crate::stats::Stats;
@@ -97,7 +97,8 @@ impl Cx<'_> {
         meta.resumed = true;
         *self.env.resumed += 1;
         if meta.answered {
-            meta.outcome.0 = Outcome::Pending;
+            // Answered by the session (EINTR after INTERRUPT), sent or about to be: the
+            // token only frees the slot.
             return None;
         }
         Some(Reply::resumed(area, &mut meta.outcome.0, deferred))
@@ -173,10 +174,12 @@ impl Cx<'_> {
     /// from `offset` for `len` bytes, `len <= 0` meaning to the end) are stale
     /// (`FUSE_NOTIFY_INVAL_INODE`).
     ///
-    /// Notifications are written asynchronously and never block the loop; a full
-    /// notification queue answers `EAGAIN`. Never send one about a directory or inode from
-    /// inside the handler of a request on it (fuse-protocol.md §4.2): the kernel may hold
-    /// its lock while waiting for that reply.
+    /// Notifications are written asynchronously, on an io_uring worker, and never block
+    /// the loop; a full notification queue answers `EAGAIN`. So one may be sent even from
+    /// inside the handler of a request on the same directory or inode, while the kernel
+    /// holds that inode's lock waiting for the reply (the case that deadlocks a server
+    /// writing notifications synchronously, fuse-protocol.md §4.2): it takes effect once
+    /// the reply has released the lock (`tests/notify`, `no_deadlock`).
     ///
     /// # Errors
     ///

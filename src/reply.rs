@@ -349,6 +349,35 @@ impl Reply<'_, kind::Copied> {
     }
 }
 
+impl<'r> Reply<'r, kind::Data> {
+    /// Defers the request and hands out its reply buffer ([`max_len`](Self::max_len)
+    /// bytes) to fill while it stays deferred — for example as the target of the
+    /// filesystem's own READ of a backing file, so data reaches the kernel with no copy.
+    /// The loop does not touch the buffer until the token is resumed; answer then with
+    /// [`commit`](Self::commit)`(n)` on the resumed reply.
+    pub fn defer_into(self) -> (Done, Deferred<kind::Data>, &'r mut [u8]) {
+        let cap = self.capacity();
+        let Reply {
+            payload,
+            outcome,
+            slot,
+            unique,
+            limit,
+            wide,
+            ..
+        } = self;
+        *outcome = Outcome::Deferred;
+        let d = Deferred {
+            slot,
+            unique,
+            limit,
+            wide,
+            _kind: PhantomData,
+        };
+        (Done(()), d, payload.get_mut(..cap).unwrap_or_default())
+    }
+}
+
 impl Reply<'_, kind::Data> {
     /// The largest answer allowed: the request's size (READ), or what fits.
     pub fn max_len(&self) -> usize {

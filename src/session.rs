@@ -401,7 +401,10 @@ fn interrupt<F: Filesystem>(fs: &mut F, env: Env<'_>, info: Info, target: u64) {
     else {
         return;
     };
+    // Answered from now on: a `resume` (even inside `interrupted` below) yields `None`, so
+    // nothing can replace the EINTR.
     meta.outcome.0 = Outcome::Error(Errno::EINTR);
+    meta.answered = true;
     meta.resumed = true;
     *env.resumed += 1;
     env.stats.interrupts += 1;
@@ -749,7 +752,13 @@ pub(crate) fn serve_loop<F: Filesystem>(
     );
     let notify = crate::slab::Storage::heap(notify_bytes);
     let mut meta = std::vec![crate::slab::SlotMeta::default(); slots];
-    serve_loop_in(core, config, spec, stats, slab.as_mut(), notify, &mut meta)
+    let result = serve_loop_in(core, config, spec, stats, slab.as_mut(), notify, &mut meta);
+    if result.is_err() {
+        // The loop gave up with READs possibly in flight: the kernel may still write the
+        // slab until the ring's teardown completes. Leak it rather than free it under them.
+        core::mem::forget(slab);
+    }
+    result
 }
 
 /// Runs a loop in the given memory: `slab` for the slots, `notify` for the notification
@@ -788,7 +797,7 @@ pub(crate) fn serve_loop_in<F: Filesystem>(
         .build()?;
     let mut stop_buf = [0u8; 8];
     let mut init_buf = [0u8; 8];
-    crate::event_loop::Loop {
+    let result = crate::event_loop::Loop {
         core,
         ring: &mut ring,
         fuse: spec.fuse,
@@ -806,7 +815,15 @@ pub(crate) fn serve_loop_in<F: Filesystem>(
         init_buf: &mut init_buf,
         init_notify: spec.init_notify,
     }
-    .run()
+    .run();
+    if result.is_err() {
+        // The loop gave up with operations possibly in flight: the kernel may still read
+        // the notification buffers until the ring's teardown; never free them under it.
+        // (Without `std` they are the caller's static memory: nothing to free.)
+        #[cfg_attr(not(feature = "std"), allow(clippy::forget_non_drop))]
+        core::mem::forget(notifier);
+    }
+    result
 }
 
 /// Every possible CPU's queue (the kernel makes one per possible CPU).

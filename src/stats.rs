@@ -1,8 +1,8 @@
 //! Counters a session keeps, cheap enough for every request.
 
 /// What a session has done so far. Plain integers, updated by the loop's thread; read them
-/// with [`Session::stats`](crate::Session::stats) after (or between) runs, or from another
-/// thread through [`StatsHandle`](crate::StatsHandle) snapshots.
+/// with [`Session::stats`](crate::Session::stats) after a run (or
+/// [`PerCpuReport::total`](crate::PerCpuReport::total)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

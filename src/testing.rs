@@ -745,6 +745,73 @@ mod tests {
         assert!(h.resumed().is_empty());
     }
 
+    /// Resumes its held GETATTR inside `interrupted` and tries to answer it.
+    #[derive(Default)]
+    struct ResumesOnInterrupt {
+        held: Vec<Deferred<kind::Attr>>,
+        resumed_live: bool,
+    }
+
+    impl Filesystem for ResumesOnInterrupt {
+        fn getattr(
+            &mut self,
+            _cx: &mut Cx<'_>,
+            _node: NodeId,
+            _fh: Option<u64>,
+            reply: ReplyAttr<'_>,
+        ) -> Done {
+            let (done, d) = reply.defer();
+            self.held.push(d);
+            done
+        }
+
+        fn interrupted(&mut self, cx: &mut Cx<'_>, _unique: u64) {
+            if let Some(d) = self.held.pop() {
+                if let Some(r) = cx.resume(d) {
+                    self.resumed_live = true;
+                    let attr = Attr::new(7, FileType::RegularFile, 0o644, Timestamp::new(1, 2));
+                    let _ = r.attr(&attr, Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resume_inside_interrupted_cannot_replace_the_eintr() {
+        let mut h = Harness::new(ResumesOnInterrupt::default());
+        h.init().unwrap();
+        let unique = h.next_unique();
+        let req = h.request_for(
+            5,
+            Operation::Getattr {
+                arg: fuse_getattr_in::default(),
+            },
+        );
+        assert_eq!(h.call(&req).unwrap(), Response::Deferred);
+        h.interrupt(unique);
+        assert!(
+            !h.fs().resumed_live,
+            "resume inside interrupted() must yield None"
+        );
+        let replies = h.resumed();
+        assert_eq!(replies.len(), 1);
+        let hdr = header(&replies[0]);
+        assert_eq!((hdr.unique, hdr.error), (unique, Errno::EINTR.to_wire()));
+        // The slot was released: more requests can be deferred than there are slots.
+        for _ in 0..10 {
+            let req = h.request_for(
+                5,
+                Operation::Getattr {
+                    arg: fuse_getattr_in::default(),
+                },
+            );
+            assert_eq!(h.call(&req).unwrap(), Response::Deferred);
+            let u = req.header.unique;
+            h.interrupt(u);
+            assert_eq!(h.resumed().len(), 1);
+        }
+    }
+
     #[test]
     fn all_slots_held() {
         let mut h = Harness::with_config(Deferring::default(), &Config::default().slots(2));
