@@ -175,6 +175,9 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         let mut session = Session::new(fs, args.mountpoint.as_path(), &opts, config)
             .map_err(|e| e.to_string())?;
+        // The transport this session offers the kernel (Auto: native when the kernel's
+        // switch is on); the exit summary says which one INIT settled.
+        println!("memfs: transport offered: {:?}", session.transport());
         let result = session.run();
         (
             result,
