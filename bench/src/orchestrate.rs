@@ -493,6 +493,12 @@ pub struct RunRecord {
 
 const TMP_PREFIX: &str = "/tmp/ringfuse-bench.";
 
+/// This run's scratch prefix: with the process id, so that a run only ever sweeps its own
+/// mounts, never those of another run going on at the same time.
+fn own_prefix() -> String {
+    format!("{TMP_PREFIX}{}.", std::process::id())
+}
+
 /// A fresh directory with a mount on it and maybe a server; dropping it always unmounts,
 /// stops the server and removes the directory.
 struct Mounted {
@@ -504,7 +510,7 @@ struct Mounted {
 
 impl Mounted {
     fn new() -> Result<Self, String> {
-        let mut tmpl = format!("{TMP_PREFIX}XXXXXX\0").into_bytes();
+        let mut tmpl = format!("{}XXXXXX\0", own_prefix()).into_bytes();
         // SAFETY: `tmpl` is a writable NUL-terminated template.
         let p = unsafe { libc::mkdtemp(tmpl.as_mut_ptr().cast()) };
         if p.is_null() {
@@ -612,7 +618,7 @@ impl Drop for Mounted {
 
 /// Detaches mounts left under our prefix (by a killed run).
 pub fn sweep() -> Vec<String> {
-    let left = sys::mounts_under(TMP_PREFIX);
+    let left = sys::mounts_under(&own_prefix());
     for m in &left {
         let _ = sys::umount(Path::new(m), libc::MNT_DETACH);
     }
@@ -962,6 +968,19 @@ impl Runner {
                 rec.negotiated = Some(negotiated);
                 rec.mount = Some(mount);
                 pid = Some(server_pid);
+                // Serving threads may start after READY (fuser spawns its workers in
+                // `run`): answer one request and wait for them, so that the window's
+                // per-thread counters see every thread.
+                std::fs::metadata(&m.mnt).map_err(|e| failed(format!("stat mount: {e}")))?;
+                let want = match t.kind {
+                    Kind::Fuser { threads, .. } => 1 + threads,
+                    Kind::Ringfuse { transport: NativePerCpu, .. } => 1 + sys::ncpus(),
+                    _ => 1,
+                };
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while sys::tasks(server_pid).len() < want && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 mem = Some(
                     RemoteMem::open(server_pid, self.counters_addr, WORDS)
                         .map_err(|e| failed(format!("/proc/{server_pid}/mem: {e}")))?,
@@ -990,7 +1009,8 @@ impl Runner {
                 } else {
                     self.profile.entries
                 };
-                let o = driver::run(meta, &m.mnt, n, secs, warm, &mut probe).map_err(failed)?;
+                let o = driver::run(meta, &m.mnt, n, secs, warm, &mut probe)
+                    .map_err(|e| failed(with_exit(e, &mut m)))?;
                 (
                     o.ops,
                     o.secs,
@@ -1003,12 +1023,13 @@ impl Runner {
                 probe.start();
                 let r = fio::run(&job, &m.mnt.join("data"), layout.data_size, secs, &workdir);
                 probe.stop();
-                let o = r.map_err(failed)?;
+                let o = r.map_err(|e| failed(with_exit(e, &mut m)))?;
                 (o.ios, o.secs, o.p50_ns, o.p99_ns)
             }
         };
         if let Some(e) = probe.err.take() {
-            return Err(failed(e));
+            drop(probe);
+            return Err(failed(with_exit(e, &mut m)));
         }
         rec.vmhwm_kb = pid.and_then(|p| sys::status_kb(p, "VmHWM"));
         let (Some(a), Some(b)) = (probe.a.clone(), probe.b.clone()) else {
@@ -1171,6 +1192,14 @@ impl Runner {
                 t.name, w.name, mine, r
             ))),
         }
+    }
+}
+
+/// `e`, with what tearing the mount down says about the server (its exit status).
+fn with_exit(e: String, m: &mut Mounted) -> String {
+    match m.teardown() {
+        Ok(exit) => format!("{e} (server: {})", exit.map_or("no EXIT line".into(), |x| x.to_string())),
+        Err(t) => format!("{e} (server: {t})"),
     }
 }
 
