@@ -974,7 +974,10 @@ impl Runner {
                 std::fs::metadata(&m.mnt).map_err(|e| failed(format!("stat mount: {e}")))?;
                 let want = match t.kind {
                     Kind::Fuser { threads, .. } => 1 + threads,
-                    Kind::Ringfuse { transport: NativePerCpu, .. } => 1 + sys::ncpus(),
+                    Kind::Ringfuse {
+                        transport: NativePerCpu,
+                        ..
+                    } => 1 + sys::ncpus(),
                     _ => 1,
                 };
                 let deadline = Instant::now() + Duration::from_secs(5);
@@ -1198,7 +1201,10 @@ impl Runner {
 /// `e`, with what tearing the mount down says about the server (its exit status).
 fn with_exit(e: String, m: &mut Mounted) -> String {
     match m.teardown() {
-        Ok(exit) => format!("{e} (server: {})", exit.map_or("no EXIT line".into(), |x| x.to_string())),
+        Ok(exit) => format!(
+            "{e} (server: {})",
+            exit.map_or("no EXIT line".into(), |x| x.to_string())
+        ),
         Err(t) => format!("{e} (server: {t})"),
     }
 }
