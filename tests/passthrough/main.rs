@@ -1510,7 +1510,8 @@ fn the_server_stops_while_a_backing_read_never_completes() {
 /// the NOP's completion, the first later call. This fails until the buffer can be had in
 /// the deferring call too (say, `Reply::defer` returning it with the call's lifetime).
 #[test]
-#[ignore = "reproduces a library gap; run with --ignored"]
+#[ignore = "by design: Cx::deferred_buffer cannot reach the slot of the call that defers; \
+            ReplyData::defer_into hands that buffer out instead"]
 fn library_gap_deferred_buffer_is_none_in_the_call_that_defers() {
     use ringfuse::abi::kernel::fuse_read_in;
     use ringfuse::abi::request::Operation;
@@ -1582,8 +1583,7 @@ fn library_gap_deferred_buffer_is_none_in_the_call_that_defers() {
 /// reply) replaces the EINTR. The gate above answers EINTR itself for that reason. Fails
 /// until `resume` yields `None` there.
 #[test]
-#[ignore = "reproduces a library gap; run with --ignored"]
-fn library_gap_resume_inside_interrupted_yields_a_reply() {
+fn resume_inside_interrupted_cannot_replace_the_eintr() {
     use ringfuse::abi::kernel::fuse_read_in;
     use ringfuse::abi::request::Operation;
     use ringfuse::testing::{Harness, Response};
