@@ -769,6 +769,13 @@ impl Runner {
                 if self.profile.extra_workloads.iter().any(|x| x == w.name) {
                     ts.extend(self.profile.extra_targets.iter().filter_map(|t| target(t)));
                 }
+                // A target named twice (in --targets and among the extras) runs once.
+                let mut seen = Vec::new();
+                ts.retain(|t| {
+                    let first = !seen.contains(&t.name);
+                    seen.push(t.name);
+                    first
+                });
                 plan.push((p.clone(), w, ts));
             }
         }
