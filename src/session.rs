@@ -87,6 +87,14 @@ pub struct Config {
     /// handed to io-wq worker threads (see `Loop`); one armed READ, re-armed on the next
     /// idle slot as soon as it completes, needs no worker and no extra wake-ups.
     pub reads_in_flight: u16,
+    /// Classic transport: when READs submitted together with replies keep finding no
+    /// request (a client on the loop's CPU, one request at a time, cannot run before the
+    /// loop leaves the kernel), send the replies in an `io_uring_enter` of their own and
+    /// arm the READ in the next, so it finds the client's next request queued instead of
+    /// arming a poll. Default true; with requests already queued it turns itself off (see
+    /// [`Stats::replies_first`](crate::Stats::replies_first)). False always submits them
+    /// together (one enter fewer per request when the client runs elsewhere).
+    pub replies_first: bool,
 }
 
 /// Most slots a loop may have.
@@ -106,6 +114,7 @@ impl Default for Config {
             handle_signals: cfg!(feature = "std"),
             nonblocking_device: true,
             reads_in_flight: 1,
+            replies_first: true,
             transport: TransportMode::Auto,
             queue_depth: 2,
         }
@@ -159,6 +168,13 @@ impl Config {
     #[must_use]
     pub fn reads_in_flight(mut self, n: u16) -> Self {
         self.reads_in_flight = n;
+        self
+    }
+
+    /// Sets [`replies_first`](Self::replies_first).
+    #[must_use]
+    pub fn replies_first(mut self, on: bool) -> Self {
+        self.replies_first = on;
         self
     }
 
@@ -809,6 +825,7 @@ pub(crate) fn serve_loop_in<F: Filesystem>(
         stop_fd: spec.stop_fd,
         stop_buf: &mut stop_buf,
         max_reads: usize::from(config.reads_in_flight).min(spec.dev_slots),
+        replies_first: config.replies_first,
         dev_slots: spec.dev_slots,
         native: if native { spec.native } else { Native::Off },
         init_event: spec.init_event,
@@ -1001,6 +1018,7 @@ impl PerCpuReport {
             t.notifications += s.notifications;
             t.notification_errors += s.notification_errors;
             t.enters += s.enters;
+            t.replies_first += s.replies_first;
             t.completions += s.completions;
         }
         t

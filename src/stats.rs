@@ -30,6 +30,10 @@ pub struct Stats {
     pub notification_errors: u64,
     /// `io_uring_enter` calls made by the loop.
     pub enters: u64,
+    /// Of which calls that sent replies ahead of the next `/dev/fuse` READ, so that a
+    /// client on the loop's CPU could queue its next request first (classic transport, one
+    /// request at a time; see the loop's notes in `event_loop.rs`).
+    pub replies_first: u64,
     /// Completions handled.
     pub completions: u64,
     /// Ring operations of the filesystem still in flight.

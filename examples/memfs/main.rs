@@ -203,6 +203,10 @@ fn run(args: &Args) -> Result<(), String> {
                 "off"
             },
         );
+        println!(
+            "memfs: {} io_uring_enter calls, {} of them sending replies ahead of the next READ",
+            stats.enters, stats.replies_first
+        );
     }
     result.map_err(|e| e.to_string())
 }

@@ -159,6 +159,55 @@ fn classic_never_uses_the_ring() {
     }
 }
 
+/// A client on the loop's CPU, one request at a time, makes the classic loop send its
+/// replies ahead of the next READ (so the READ finds the client's next request instead of
+/// arming a poll), and nothing is lost on the way: every file is created, read back and
+/// removed. memfs's loop runs on its main thread; both it and this thread are pinned to the
+/// first CPU this test may use.
+#[test]
+fn replies_go_first_when_the_client_shares_the_cpu() {
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+    let _serial = serial();
+    if !can_mount() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let mut server = Server::start(&memfs_bin(), &scratch.mnt, &["--transport", "classic"]);
+    let allowed = sched_getaffinity(None).unwrap();
+    let cpu = (0..CpuSet::MAX_CPU).find(|&c| allowed.is_set(c)).unwrap();
+    let mut one = CpuSet::new();
+    one.set(cpu);
+    sched_setaffinity(Some(server.pid()), &one).unwrap();
+    let mnt = scratch.mnt.clone();
+    let result = within(T, "2000 rounds on one CPU", move || {
+        sched_setaffinity(None, &one).unwrap();
+        for i in 0..2000u32 {
+            let f = mnt.join(format!("f{i}"));
+            fs::write(&f, i.to_string()).unwrap();
+            assert_eq!(fs::read_to_string(&f).unwrap(), i.to_string());
+            fs::remove_file(&f).unwrap();
+        }
+        fs::read_dir(&mnt).unwrap().count()
+    });
+    assert_eq!(result, 0, "files left behind");
+    server.signal(Signal::TERM);
+    server.expect_clean_exit(T, "after SIGTERM");
+    let out = server.stdout();
+    let line = out
+        .lines()
+        .find(|l| l.contains("io_uring_enter calls"))
+        .unwrap_or_else(|| panic!("no enter count in memfs's output:\n{out}"));
+    let numbers: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    let [enters, first] = numbers[..] else {
+        panic!("unexpected line {line:?}");
+    };
+    eprintln!("{line}");
+    assert!(
+        first > 1000 && first < enters,
+        "{first} of {enters} enters sent replies first, for 2000 create-write-read-unlink rounds"
+    );
+}
+
 #[test]
 fn switch_off_auto_falls_back_and_native_fails_clearly() {
     let _serial = serial();
