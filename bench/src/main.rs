@@ -190,9 +190,9 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         }
     });
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let left = orchestrate::sweep();
+    let left = orchestrate::sweep_dead();
     if !left.is_empty() {
-        eprintln!("detached mounts left by an earlier run: {left:?}");
+        eprintln!("detached mounts left by an earlier run that was killed: {left:?}");
     }
     // SAFETY: the handler only stores to an atomic.
     unsafe {

@@ -33,6 +33,8 @@ pub enum Kind {
         transport: RfTransport,
         rif: u16,
         slots: u16,
+        /// `Config::replies_first(false)`: replies and the next READ always in one enter.
+        together: bool,
     },
     /// A fresh tmpfs: no FUSE at all, the kernel-only ceiling.
     Tmpfs,
@@ -76,6 +78,22 @@ const fn rf(
             transport,
             rif,
             slots,
+            together: false,
+        },
+        fs,
+        about,
+    }
+}
+
+/// The classic default with `Config::replies_first(false)`.
+const fn together(name: &'static str, fs: FsKind, about: &'static str) -> Target {
+    Target {
+        name,
+        kind: Kind::Ringfuse {
+            transport: RfTransport::Classic,
+            rif: 1,
+            slots: 8,
+            together: true,
         },
         fs,
         about,
@@ -145,6 +163,16 @@ pub const TARGETS: &[Target] = &[
         8,
         Null,
         "rf-classic serving the null filesystem",
+    ),
+    together(
+        "rf-classic-null-together",
+        Null,
+        "rf-classic-null with replies_first(false): replies and the next READ in one enter",
+    ),
+    together(
+        "rf-classic-together",
+        Mem,
+        "rf-classic with replies_first(false)",
     ),
     rf(
         "rf-classic-rif2",
@@ -405,7 +433,7 @@ impl Profile {
             "rf-native-percpu",
             "tmpfs",
         ];
-        let null = ["fuser1-null", "rf-classic-null"];
+        let null = ["fuser1-null", "rf-classic-null", "rf-classic-null-together"];
         let null_w = [
             "getattr",
             "create",
@@ -616,13 +644,39 @@ impl Drop for Mounted {
     }
 }
 
-/// Detaches mounts left under our prefix (by a killed run).
+/// Detaches the mounts this run left under its prefix.
 pub fn sweep() -> Vec<String> {
     let left = sys::mounts_under(&own_prefix());
     for m in &left {
         let _ = sys::umount(Path::new(m), libc::MNT_DETACH);
     }
     left
+}
+
+/// Detaches the mounts of runs that no longer exist (killed with SIGKILL, which leaves
+/// no chance to clean up) and removes their directories; a live run's are left alone.
+pub fn sweep_dead() -> Vec<String> {
+    let own = std::process::id();
+    let dead: Vec<String> = sys::mounts_under(TMP_PREFIX)
+        .into_iter()
+        .filter(|m| {
+            let pid = m
+                .strip_prefix(TMP_PREFIX)
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            pid.is_some_and(|p| p != own && !Path::new(&format!("/proc/{p}")).exists())
+        })
+        .collect();
+    for m in &dead {
+        let mnt = Path::new(m);
+        let _ = sys::umount(mnt, libc::MNT_DETACH);
+        if let Some(base) = mnt.parent() {
+            if !sys::is_mounted(mnt) {
+                let _ = std::fs::remove_dir_all(base);
+            }
+        }
+    }
+    dead
 }
 
 // ---------------------------------------------------------------------------------------
@@ -943,10 +997,12 @@ impl Runner {
                         transport,
                         rif,
                         slots,
+                        together,
                     } => Lib::Ringfuse {
                         transport,
                         reads_in_flight: rif,
                         slots,
+                        together,
                     },
                     Kind::Tmpfs => unreachable!(),
                 };

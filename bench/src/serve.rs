@@ -27,6 +27,8 @@ pub enum Lib {
         transport: RfTransport,
         reads_in_flight: u16,
         slots: u16,
+        /// `Config::replies_first(false)`.
+        together: bool,
     },
 }
 
@@ -107,7 +109,11 @@ impl ServeArgs {
                 transport,
                 reads_in_flight,
                 slots,
+                together,
             } => {
+                if *together {
+                    a.push("--together".into());
+                }
                 a.extend([
                     "--lib".into(),
                     "ringfuse".into(),
@@ -144,6 +150,7 @@ impl ServeArgs {
         let mut transport = RfTransport::Classic;
         let mut rif = 1u16;
         let mut slots = 8u16;
+        let mut together = false;
         let mut fs = FsKind::Mem;
         let mut cpus = Cpus::All;
         let mut mountpoint = None;
@@ -163,6 +170,7 @@ impl ServeArgs {
                 "--transport" => transport = RfTransport::parse(&val()?)?,
                 "--reads-in-flight" => rif = num(val()?)? as u16,
                 "--slots" => slots = num(val()?)? as u16,
+                "--together" => together = true,
                 "--fs" => {
                     fs = match val()?.as_str() {
                         "mem" => FsKind::Mem,
@@ -184,6 +192,7 @@ impl ServeArgs {
                 transport,
                 reads_in_flight: rif,
                 slots,
+                together,
             },
             _ => return Err("serve: --lib fuser|ringfuse is required".into()),
         };
@@ -208,7 +217,12 @@ pub enum ServeError {
 /// The ringfuse configuration of a target: the defaults, with the transport chosen
 /// explicitly (the default `Auto` would pick the native transport where the kernel
 /// offers it), no signal handling (the orchestrator unmounts) and the shared max_write.
-fn ringfuse_config(transport: RfTransport, reads_in_flight: u16, slots: u16) -> ringfuse::Config {
+fn ringfuse_config(
+    transport: RfTransport,
+    reads_in_flight: u16,
+    slots: u16,
+    together: bool,
+) -> ringfuse::Config {
     let mode = match transport {
         RfTransport::Classic => ringfuse::TransportMode::Classic,
         RfTransport::Native | RfTransport::NativePerCpu => ringfuse::TransportMode::Native,
@@ -217,6 +231,7 @@ fn ringfuse_config(transport: RfTransport, reads_in_flight: u16, slots: u16) -> 
         .handle_signals(false)
         .slots(slots)
         .reads_in_flight(reads_in_flight)
+        .replies_first(!together)
         .max_write(crate::adapters::MAX_WRITE)
         .transport(mode)
 }
@@ -290,11 +305,12 @@ fn run<B: Backend>(args: &ServeArgs, core: B) -> Result<(), ServeError> {
             transport,
             reads_in_flight,
             slots,
+            together,
         } => {
             if *transport != RfTransport::Classic {
                 native_available()?;
             }
-            let config = ringfuse_config(*transport, *reads_in_flight, *slots);
+            let config = ringfuse_config(*transport, *reads_in_flight, *slots, *together);
             let mut mo = ringfuse::mount::MountOptions::new();
             mo.fsname("benchfs")
                 .and_then(|o| o.subtype(""))
@@ -379,6 +395,7 @@ mod tests {
                 transport: RfTransport::Classic,
                 reads_in_flight: 2,
                 slots: 32,
+                together: true,
             },
             fs: FsKind::Null,
             cpus: Cpus::List(vec![1]),
