@@ -32,7 +32,7 @@ pub struct Stats {
     pub enters: u64,
     /// Of which calls that sent replies ahead of the next `/dev/fuse` READ, so that a
     /// client on the loop's CPU could queue its next request first (classic transport, one
-    /// request at a time; see the loop's notes in `event_loop.rs`).
+    /// request at a time; see [`Config::replies_first`](crate::Config::replies_first)).
     pub replies_first: u64,
     /// Completions handled.
     pub completions: u64,
