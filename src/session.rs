@@ -93,7 +93,10 @@ pub struct Config {
     /// arm the READ in the next, so it finds the client's next request queued instead of
     /// arming a poll. Default true; with requests already queued it turns itself off (see
     /// [`Stats::replies_first`](crate::Stats::replies_first)). False always submits them
-    /// together (one enter fewer per request when the client runs elsewhere).
+    /// together: one enter fewer per request when the client runs on another CPU, and, on
+    /// the 2-vCPU development VM, 3-10% more ops/s at one request at a time with client
+    /// and server left unpinned (true: 4-10% more with both on one CPU, the same with
+    /// them on two; `bench/results/same-cpu/`).
     pub replies_first: bool,
 }
 
