@@ -125,25 +125,67 @@ struct Slots {
     reads: usize,
     /// Native entries registered or committed and not completed yet.
     entries: usize,
-    /// Replies go out in an `io_uring_enter` of their own before the device READ is armed
-    /// (see [`Loop::run`]).
-    replies_first: bool,
-    /// Passes left in `replies_first` mode before one pass tries the combined way again.
+    /// Whether replies go out before the next READ is armed.
+    order: ReplyOrder,
+}
+
+/// Whether a pass that queued replies submits them in an `io_uring_enter` of their own,
+/// before the device READ is armed (see [`Loop::run`]), decided from whether READs
+/// submitted together with replies completed in that same enter.
+#[derive(Debug, Default)]
+struct ReplyOrder {
+    /// Replies go first.
+    split: bool,
+    /// Passes left in split mode before one submits replies and READ together again.
     until_probe: u16,
-    /// The READ (slot, enter that submits it) armed in the same enter as replies: whether
-    /// it completes in that enter decides `replies_first`.
+    /// The READ watched: its slot and the number of the enter that submits it.
     probe: Option<(u16, u64)>,
-    /// Such READs that missed in a row.
+    /// Watched READs that missed in a row.
     misses: u8,
 }
 
-/// In `replies_first` mode, every this many passes one submits replies and READ together
-/// to see whether requests now wait on the device (load), which makes the split useless.
+/// In split mode, every this many passes one submits replies and READ together to see
+/// whether requests now wait on the device (load), which makes the split useless.
 const PROBE_EVERY: u16 = 64;
 /// READs submitted with replies that must miss in a row before replies go first: under
 /// load (fio QD32 on the server's CPU) one misses each time the queue drains, and the
 /// split there cost 12% of the ops/s; two in a row happen at one request at a time.
 const MISSES_TO_SPLIT: u8 = 2;
+
+impl ReplyOrder {
+    /// A pass queued replies and has a READ to arm: true if the replies go alone now;
+    /// false if the READ, armed on `slot`, goes with them into enter number `enter`, which
+    /// is then watched.
+    fn replies_alone(&mut self, slot: Option<u16>, enter: u64) -> bool {
+        if self.split && self.until_probe > 0 {
+            self.until_probe -= 1;
+            return true;
+        }
+        self.until_probe = PROBE_EVERY;
+        self.probe = slot.map(|i| (i, enter));
+        false
+    }
+
+    /// The READ of `slot` completed, reaped after enter number `enters`.
+    fn read_done(&mut self, slot: usize, enters: u64) {
+        let Some((watched, submitted)) = self.probe else {
+            return;
+        };
+        if usize::from(watched) != slot {
+            return;
+        }
+        self.probe = None;
+        if submitted == enters {
+            // Completed in the enter that submitted it: requests were waiting, the split
+            // would only cost an enter.
+            self.misses = 0;
+            self.split = false;
+        } else {
+            self.misses = self.misses.saturating_add(1);
+            self.split |= self.misses >= MISSES_TO_SPLIT;
+        }
+    }
+}
 
 impl<F: Filesystem> Loop<'_, F> {
     /// Serves requests until unmount or stop, then waits for everything in flight.
@@ -154,10 +196,7 @@ impl<F: Filesystem> Loop<'_, F> {
             reading: [false; MAX_SLOTS as usize],
             reads: 0,
             entries: 0,
-            replies_first: false,
-            until_probe: 0,
-            probe: None,
-            misses: 0,
+            order: ReplyOrder::default(),
         };
         // Device slots are idle; entry slots carry their queue (set by the session).
         for i in (0..self.dev_slots).rev() {
@@ -204,20 +243,19 @@ impl<F: Filesystem> Loop<'_, F> {
         while end.is_none() || slots.reads > 0 || init_armed {
             let replied = self.stats.replies != replies_before;
             replies_before = self.stats.replies;
-            let split =
+            let may_split =
                 self.replies_first && end.is_none() && replied && slots.reads < self.max_reads;
-            let entered = if split && slots.replies_first && slots.until_probe > 0 {
+            let next_enter = self.stats.enters + 1;
+            let entered = if may_split
+                && slots
+                    .order
+                    .replies_alone(slots.idle.last().copied(), next_enter)
+            {
                 // No wait: the next pass reaps the replies' completions, arms the READ and
                 // waits.
-                slots.until_probe -= 1;
                 self.stats.replies_first += 1;
                 self.ring.submit()
             } else {
-                if split {
-                    // The READ armed now shares the replies' enter: see whether it misses.
-                    slots.until_probe = PROBE_EVERY;
-                    slots.probe = slots.idle.last().map(|&i| (i, self.stats.enters + 1));
-                }
                 if end.is_none() {
                     self.top_up(&mut slots)?;
                 }
@@ -242,20 +280,7 @@ impl<F: Filesystem> Loop<'_, F> {
                         if let Some(r) = slots.reading.get_mut(i) {
                             *r = false;
                         }
-                        if let Some((p, enter)) = slots.probe {
-                            if usize::from(p) == i {
-                                slots.probe = None;
-                                // Completed in the enter that submitted it: requests were
-                                // waiting, the split would only cost an enter.
-                                if enter == self.stats.enters {
-                                    slots.misses = 0;
-                                    slots.replies_first = false;
-                                } else {
-                                    slots.misses = slots.misses.saturating_add(1);
-                                    slots.replies_first |= slots.misses >= MISSES_TO_SPLIT;
-                                }
-                            }
-                        }
+                        slots.order.read_done(i, self.stats.enters);
                         slots.reads -= 1;
                         match self.on_read(i, &cqe, &mut resumed) {
                             Handled::Idle => slots.idle.push(i as u16),
@@ -806,10 +831,7 @@ impl<F: Filesystem> Loop<'_, F> {
             reading: [false; MAX_SLOTS as usize],
             reads: 0,
             entries: 0,
-            replies_first: false,
-            until_probe: 0,
-            probe: None,
-            misses: 0,
+            order: ReplyOrder::default(),
         };
         loop {
             let writes = self.meta.iter().any(|m| m.write_in_flight);
@@ -904,4 +926,74 @@ enum Handled {
 
 fn io_error(what: &'static str, errno: Errno) -> Error {
     Error::Io { what, errno }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MISSES_TO_SPLIT, PROBE_EVERY, ReplyOrder};
+
+    /// One pass that queues replies with the READ on slot 3, submitted in enter `enter`;
+    /// the READ completes in that enter (`hit`) or a later one. Returns whether the
+    /// replies went alone.
+    fn pass(order: &mut ReplyOrder, enter: u64, hit: bool) -> bool {
+        let alone = order.replies_alone(Some(3), enter);
+        if !alone {
+            order.read_done(3, if hit { enter } else { enter + 1 });
+        }
+        alone
+    }
+
+    #[test]
+    fn two_misses_in_a_row_split_and_a_hit_ends_it() {
+        let mut o = ReplyOrder::default();
+        let mut enter = 1;
+        // A miss alone (a drained queue under load) does not split.
+        assert!(!pass(&mut o, enter, false));
+        enter += 2;
+        assert!(!pass(&mut o, enter, true));
+        enter += 1;
+        for _ in 0..MISSES_TO_SPLIT {
+            assert!(!pass(&mut o, enter, false));
+            enter += 2;
+        }
+        // Split: PROBE_EVERY passes alone, then one probe with the replies.
+        for _ in 0..PROBE_EVERY {
+            assert!(pass(&mut o, enter, false));
+            enter += 1;
+        }
+        // The probe misses again: stay split.
+        assert!(!pass(&mut o, enter, false));
+        enter += 2;
+        assert!(pass(&mut o, enter, false));
+        // The next probe hits (requests queued): back to together at once.
+        for _ in 1..PROBE_EVERY {
+            assert!(pass(&mut o, enter, false));
+        }
+        assert!(!pass(&mut o, enter, true));
+        enter += 1;
+        assert!(!pass(&mut o, enter, true));
+        assert!(!pass(&mut o, enter + 1, false));
+        assert!(
+            !pass(&mut o, enter + 3, true),
+            "one miss after a hit must not split"
+        );
+    }
+
+    #[test]
+    fn only_the_watched_read_counts() {
+        let mut o = ReplyOrder::default();
+        assert!(!o.replies_alone(Some(5), 10));
+        // Another slot's READ (armed earlier, reads_in_flight > 1) says nothing.
+        o.read_done(4, 12);
+        assert_eq!(o.misses, 0);
+        o.read_done(5, 12);
+        assert_eq!(o.misses, 1);
+        // Seen once: a second completion of slot 5 is another READ.
+        o.read_done(5, 20);
+        assert_eq!(o.misses, 1);
+        // No idle slot: nothing is watched.
+        assert!(!o.replies_alone(None, 30));
+        o.read_done(5, 31);
+        assert_eq!(o.misses, 1);
+    }
 }
