@@ -11,7 +11,7 @@ use crate::abi::flags::NotifyEntryFlags;
 use crate::abi::notify::{self, NotifyError};
 use crate::attr::NodeId;
 use crate::notifier::Notifier;
-use crate::reply::{Deferred, Reply};
+use crate::reply::{Deferred, Outcome, Reply};
 use crate::ring::{Ring, Sqe};
 use crate::slab::SlabView;
 use crate::stats::Stats;
@@ -102,6 +102,44 @@ impl Cx<'_> {
             return None;
         }
         Some(Reply::resumed(area, &mut meta.outcome.0, deferred))
+    }
+
+    /// For the asynchronous adapter: marks the deferred request of `slot` (with `unique`)
+    /// resumed and gives its outcome to set — `None` if it is stale or was answered by the
+    /// session already (`EINTR` after INTERRUPT on the classic transport), when resuming
+    /// only frees the slot.
+    pub(crate) fn resume_outcome(&mut self, slot: u32, unique: u64) -> Option<&mut Outcome> {
+        let (_, meta) = self.env.slab.reply_of(slot as usize)?;
+        if !meta.fs_holds || meta.unique != unique {
+            return None;
+        }
+        meta.fs_holds = false;
+        meta.resumed = true;
+        *self.env.resumed += 1;
+        if meta.answered {
+            return None;
+        }
+        Some(&mut meta.outcome.0)
+    }
+
+    /// Slot `slot`'s task area (for the asynchronous adapter), if the layout has them.
+    pub(crate) fn task_area(&self, slot: u32) -> Option<(core::ptr::NonNull<u8>, usize)> {
+        self.env.slab.task_area(slot as usize)
+    }
+
+    /// The slots of this loop.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.env.slab.meta.len()
+    }
+
+    /// Submits what the ring holds now (for an operation dropped before its SQE was
+    /// submitted: the kernel reads the paths it points at during submission).
+    pub(crate) fn submit_now(&mut self) {
+        if let Some(io) = self.env.io.as_mut() {
+            if io.ring.submit().is_ok() {
+                self.env.stats.enters += 1;
+            }
+        }
     }
 
     /// The reply buffer of a request this filesystem deferred, to fill in place while the

@@ -38,21 +38,22 @@ use crate::init::{clamp_max_write, request_buffer_size};
 use crate::notifier::Notifier;
 use crate::ring::{Cqe, IoringAsyncCancelFlags, Ring, Sqe};
 use crate::session::{
-    Action, Config, Core, KIND_CANCEL, KIND_ENTRY, KIND_FS, KIND_INIT, KIND_NOTIFY, KIND_READ,
-    KIND_STOP, KIND_WRITE, MAX_SLOTS, push, split_user_data, user_data,
+    Action, Config, Core, KIND_CANCEL, KIND_ENTRY, KIND_FS, KIND_INIT, KIND_IRQ, KIND_NOTIFY,
+    KIND_READ, KIND_STOP, KIND_WRITE, MAX_SLOTS, push, split_user_data, user_data,
 };
-use crate::slab::{Layout, SlabView, SlotKind, SlotMeta};
+use crate::slab::{Layout, Slab, SlotKind, SlotMeta};
 use crate::stats::Stats;
 
 /// The slab layout for a configuration. Every slot has the same stride: a request buffer
 /// big enough for the largest WRITE (and a 64 KiB SETXATTR) — a native entry's payload
 /// buffer — then a reply buffer for the largest READ plus the header — a native entry's
-/// header page and aux page.
-pub(crate) fn layout(config: &Config) -> Layout {
+/// header page and aux page — and, for an asynchronous filesystem, a task area of `task`
+/// bytes ([`Filesystem::TASK_BYTES`](crate::Filesystem)).
+pub(crate) fn layout(config: &Config, task: usize) -> Layout {
     let max_write = clamp_max_write(config.max_write);
     let request = request_buffer_size(max_write);
     let reply = (OUT_HEADER_SIZE + (max_write as usize).max(64 * 1024)).max(8192);
-    Layout::new(request, reply)
+    Layout::with_task(request, reply, task)
 }
 
 /// Offset of `fuse_uring_ent_in_out` in an entry's header buffer.
@@ -94,7 +95,7 @@ pub(crate) struct Loop<'a, F> {
     pub core: &'a mut Core<F>,
     pub ring: &'a mut Ring,
     pub fuse: BorrowedFd<'a>,
-    pub slab: &'a mut [u8],
+    pub slab: Slab<'a>,
     pub layout: Layout,
     pub meta: &'a mut [SlotMeta],
     pub notifier: &'a mut Notifier,
@@ -115,6 +116,10 @@ pub(crate) struct Loop<'a, F> {
     pub init_buf: &'a mut [u8; 8],
     /// The other loops' INIT eventfds, written once this loop's INIT reply is written.
     pub init_notify: &'a [BorrowedFd<'a>],
+    /// Per-CPU: the eventfd another loop writes when it passes on an INTERRUPT, and the 8
+    /// bytes its READ lands in.
+    pub irq_event: Option<BorrowedFd<'a>>,
+    pub irq_buf: &'a mut [u8; 8],
 }
 
 /// Which slots are idle (no READ, no reply in flight, not held by the filesystem), which
@@ -220,6 +225,8 @@ impl<F: Filesystem> Loop<'_, F> {
             push(self.ring, &sqe, self.stats).map_err(|e| io_error("waiting for INIT", e))?;
             init_armed = true;
         }
+        let mut irq_armed = self.arm_irq();
+        let mut irq_cancelled = false;
         let mut end = None;
         let mut told_stopping = false;
         let mut resumed = 0u32;
@@ -240,7 +247,7 @@ impl<F: Filesystem> Loop<'_, F> {
         // entries: the kernel completes those only on unmount, and dropping the ring (after
         // this loop) cancels them through FUSE's own cancel path, which ASYNC_CANCEL does
         // not reach.
-        while end.is_none() || slots.reads > 0 || init_armed {
+        while end.is_none() || slots.reads > 0 || init_armed || irq_armed {
             let replied = self.stats.replies != replies_before;
             replies_before = self.stats.replies;
             let may_split =
@@ -358,7 +365,26 @@ impl<F: Filesystem> Loop<'_, F> {
                         self.stats.fs_ops_in_flight = self.stats.fs_ops_in_flight.saturating_sub(1);
                         self.on_fs_completion(index, &cqe, &mut resumed);
                     }
+                    KIND_IRQ => {
+                        irq_armed = false;
+                        if cqe.res() > 0 {
+                            for unique in self.core.forwarded() {
+                                if unique != 0 {
+                                    self.with_core(&mut resumed, |core, env| {
+                                        core.interrupt_forwarded(env, unique);
+                                    });
+                                }
+                            }
+                        }
+                        if end.is_none() {
+                            irq_armed = self.arm_irq();
+                        }
+                    }
                     _ => {} // KIND_CANCEL and anything unknown need no action.
+                }
+                if end.is_some() && irq_armed && !irq_cancelled {
+                    irq_cancelled = true;
+                    self.cancel(user_data(KIND_IRQ, 0));
                 }
                 if end.is_some() && !told_stopping {
                     told_stopping = true;
@@ -407,8 +433,7 @@ impl<F: Filesystem> Loop<'_, F> {
     }
 
     fn slot_bytes(&mut self, i: usize) -> Option<&mut [u8]> {
-        let start = i.checked_mul(self.layout.stride)?;
-        self.slab.get_mut(start..start + self.layout.stride)
+        self.slab.slot(i)
     }
 
     fn arm_read(&mut self, i: usize) -> Result<(), Errno> {
@@ -488,8 +513,7 @@ impl<F: Filesystem> Loop<'_, F> {
         }
         self.stats.requests_dev += 1;
         let n = usize::try_from(res).unwrap_or(0);
-        let Some((view, request, reply)) = SlabView::split(self.slab, self.layout, self.meta, i)
-        else {
+        let Some((view, request, reply)) = self.slab.split(self.meta, i) else {
             return Handled::Idle;
         };
         let bytes = request.get(..n).unwrap_or_default();
@@ -667,7 +691,7 @@ impl<F: Filesystem> Loop<'_, F> {
         }
         self.stats.requests_uring += 1;
         let layout = self.layout;
-        let Some((view, request, reply)) = SlabView::split(self.slab, layout, self.meta, i) else {
+        let Some((view, request, reply)) = self.slab.split(self.meta, i) else {
             return Handled::Busy;
         };
         let Some((hdr, rest)) = reply.split_at_mut_checked(4096) else {
@@ -745,11 +769,38 @@ impl<F: Filesystem> Loop<'_, F> {
         self.finish(i, action, unique)
     }
 
+    /// Arms the READ of the INTERRUPT eventfd (per-CPU); whether it is armed.
+    fn arm_irq(&mut self) -> bool {
+        let Some(fd) = self.irq_event else {
+            return false;
+        };
+        // SAFETY:
+        // - `irq_buf` is borrowed by this loop for its whole run, nothing else touches it,
+        //   and the loop does not end while this READ is in flight (`irq_armed`).
+        let sqe = unsafe { Sqe::read(fd, self.irq_buf, 0) }.user_data(user_data(KIND_IRQ, 0));
+        push(self.ring, &sqe, self.stats).is_ok()
+    }
+
+    /// Calls `f` with the core and an environment reaching every slot (outside a request).
+    fn with_core(&mut self, resumed: &mut u32, f: impl FnOnce(&mut Core<F>, Env<'_>)) {
+        let env = Env {
+            slab: self.slab.whole(self.meta),
+            resumed,
+            io: Some(Io {
+                ring: self.ring,
+                fuse: self.fuse,
+                notifier: self.notifier,
+            }),
+            stats: self.stats,
+        };
+        f(self.core, env);
+    }
+
     /// Calls the filesystem outside any request (`Cx::unique() == 0`), with every slot's
     /// reply buffer reachable for [`Cx::resume`].
     fn with_fs(&mut self, resumed: &mut u32, f: impl FnOnce(&mut F, &mut Cx<'_>)) {
         let env = Env {
-            slab: SlabView::whole(self.slab, self.layout, self.meta),
+            slab: self.slab.whole(self.meta),
             resumed,
             io: Some(Io {
                 ring: self.ring,

@@ -188,6 +188,20 @@ pub struct CopyRange {
 /// the reply gives back. Errors are [`Errno`] values, sent to the kernel as `-errno`.
 #[allow(unused_variables)]
 pub trait Filesystem {
+    /// Bytes of task memory every slot carries for this filesystem: 0 for a synchronous
+    /// one. Set by [`Async`](crate::Async) (its futures live there); not meant to be set
+    /// by hand.
+    #[doc(hidden)]
+    const TASK_BYTES: usize = 0;
+
+    /// Whether an INTERRUPT of a request this filesystem holds on a native ring entry is
+    /// passed to [`interrupted`](Self::interrupted) unanswered, for the filesystem to
+    /// answer once its own operations on the entry's buffers are done. False: such requests
+    /// are not interrupted (answering would hand the entry back to the kernel while the
+    /// filesystem may still use its buffers). Set by [`Async`](crate::Async).
+    #[doc(hidden)]
+    const INTERRUPTS_ENTRIES: bool = false;
+
     /// Called once before INIT is answered; adjust `cfg.want` and the limits.
     ///
     /// # Errors

@@ -21,6 +21,7 @@
 pub use ringfuse_abi as abi;
 pub use ringfuse_ring as ring;
 
+mod asyncfs;
 mod attr;
 mod cx;
 mod dispatch;
@@ -35,6 +36,7 @@ mod session;
 mod slab;
 mod stats;
 mod sys;
+mod task;
 #[cfg(feature = "std")]
 pub mod testing;
 
@@ -44,6 +46,7 @@ pub mod testing;
 struct ReadmeDoctests;
 
 pub use abi::Errno;
+pub use asyncfs::{Async, AsyncFilesystem, Opened, XattrOut};
 pub use attr::{Attr, Entry, FileType, NodeId, Timestamp};
 pub use cx::{Cx, MAX_TAG};
 pub use error::Error;
@@ -60,3 +63,4 @@ pub use session::{Config, MAX_SLOTS, STATIC_SLOTS, Session, Transport, Transport
 #[cfg(feature = "std")]
 pub use session::{PerCpuReport, run_per_cpu};
 pub use stats::Stats;
+pub use task::{AsyncCx, IoBuf, MAX_OPS, Op, ReadBuf, WriteBuf};

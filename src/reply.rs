@@ -206,6 +206,28 @@ impl<'r, K> Reply<'r, K> {
         self.unique
     }
 
+    /// The slot of the request (for the asynchronous adapter).
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The payload area as raw parts `(start, len)`, `len` capped at the request's limit,
+    /// and the limit and width facts, for the asynchronous adapter, which writes the
+    /// answer there from a later call.
+    pub(crate) fn raw_parts(&mut self) -> (core::ptr::NonNull<u8>, usize, usize, u32, bool) {
+        let cap = self.capacity();
+        let full = self.payload.len();
+        let ptr = core::ptr::NonNull::from(&mut *self.payload).cast::<u8>();
+        (ptr, full, cap, self.limit, self.wide)
+    }
+
+    /// Answers with an outcome the asynchronous adapter computed (its payload, if any, is
+    /// already in place).
+    pub(crate) fn finish(self, outcome: Outcome) -> Done {
+        *self.outcome = outcome;
+        Done(())
+    }
+
     /// Answers with an error.
     pub fn error(self, err: Errno) -> Done {
         *self.outcome = Outcome::Error(err);
@@ -447,6 +469,25 @@ pub struct DirFill<'a> {
     writer: DirentWriter<'a>,
 }
 
+impl<'a> DirFill<'a> {
+    /// A listing written into `buf` (the asynchronous adapter).
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        Self {
+            writer: DirentWriter::new(buf),
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.writer.len()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.writer.len() == 0
+    }
+}
+
 impl DirFill<'_> {
     /// Adds an entry; `Ok(false)` when it does not fit (stop and send what you have: the
     /// kernel asks again from the last `offset`). `offset` is the opaque, non-zero cookie
@@ -506,6 +547,25 @@ impl Reply<'_, kind::Dir> {
 /// A READDIRPLUS listing being filled ([`Reply::dir_plus`]).
 pub struct DirPlusFill<'a> {
     writer: DirentPlusWriter<'a>,
+}
+
+impl<'a> DirPlusFill<'a> {
+    /// A listing written into `buf` (the asynchronous adapter).
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        Self {
+            writer: DirentPlusWriter::new(buf),
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.writer.len()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.writer.len() == 0
+    }
 }
 
 impl DirPlusFill<'_> {

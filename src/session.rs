@@ -27,6 +27,38 @@ pub(crate) const KIND_FS: u64 = 5;
 pub(crate) const KIND_CANCEL: u64 = 6;
 pub(crate) const KIND_ENTRY: u64 = 7;
 pub(crate) const KIND_INIT: u64 = 8;
+pub(crate) const KIND_IRQ: u64 = 9;
+
+/// INTERRUPTs passed between the loops of [`run_per_cpu`]: the kernel delivers every
+/// INTERRUPT through `/dev/fuse`, to whichever loop reads it, while the request it names
+/// may be held by another loop (a native entry of another CPU's queue, or a request read
+/// from another clone). A loop that does not hold it posts its `unique` here and wakes the
+/// others through their eventfds; each then looks for it among its own held requests.
+/// Kernel uniques only grow, so an old entry never names a new request; the last 64 are
+/// kept.
+#[cfg(feature = "std")]
+pub(crate) struct Forward {
+    uniques: [core::sync::atomic::AtomicU64; 64],
+    next: core::sync::atomic::AtomicUsize,
+    /// One eventfd per loop.
+    pub events: std::vec::Vec<rustix::fd::OwnedFd>,
+}
+
+#[cfg(feature = "std")]
+impl Forward {
+    fn post(&self, unique: u64, from: usize) {
+        use core::sync::atomic::Ordering;
+        let k = self.next.fetch_add(1, Ordering::Relaxed) % self.uniques.len();
+        if let Some(u) = self.uniques.get(k) {
+            u.store(unique, Ordering::Release);
+        }
+        for (j, fd) in self.events.iter().enumerate() {
+            if j != from {
+                crate::sys::signal_event(rustix::fd::AsFd::as_fd(fd));
+            }
+        }
+    }
+}
 
 pub(crate) const fn user_data(kind: u64, index: u64) -> u64 {
     (kind << KIND_SHIFT) | (index & ((1 << KIND_SHIFT) - 1))
@@ -219,14 +251,40 @@ impl Config {
             0
         };
         let entries = queues * usize::from(self.queue_depth);
-        self.buffer_bytes() + crate::event_loop::layout(self).size(entries)
+        self.buffer_bytes() + crate::event_loop::layout(self, 0).size(entries)
+    }
+
+    /// [`static_bytes`](Self::static_bytes) for the filesystem type `F`: with the task
+    /// area every slot gets for an asynchronous filesystem ([`Async`](crate::Async)), the
+    /// memory [`Session::run_with`] needs for it. The same as `static_bytes()` for a
+    /// synchronous [`Filesystem`].
+    pub fn static_bytes_for<F: Filesystem>(&self) -> usize {
+        let native = matches!(native_wanted(self.transport), Ok(true));
+        let queues = if native {
+            crate::sys::possible_cpus().unwrap_or(1)
+        } else {
+            0
+        };
+        let entries = queues * usize::from(self.queue_depth);
+        self.buffer_bytes_for::<F>() + crate::event_loop::layout(self, F::TASK_BYTES).size(entries)
+    }
+
+    /// [`buffer_bytes`](Self::buffer_bytes) for the filesystem type `F` (task areas
+    /// included, see [`static_bytes_for`](Self::static_bytes_for)).
+    pub fn buffer_bytes_for<F: Filesystem>(&self) -> usize {
+        let layout = crate::event_loop::layout(self, F::TASK_BYTES);
+        layout.size(usize::from(self.slots))
+            + crate::notifier::Notifier::bytes(
+                usize::from(self.notify_slots),
+                self.notify_size as usize,
+            )
     }
 
     /// The buffer memory one loop of this configuration uses, in bytes: `slots` request
     /// and reply buffers plus the notification buffers (native entries add one such slot
     /// each: possible CPUs × `queue_depth`).
     pub fn buffer_bytes(&self) -> usize {
-        let layout = crate::event_loop::layout(self);
+        let layout = crate::event_loop::layout(self, 0);
         layout.size(usize::from(self.slots))
             + crate::notifier::Notifier::bytes(
                 usize::from(self.notify_slots),
@@ -260,6 +318,9 @@ pub(crate) struct Core<F> {
     /// answered it for the others.
     #[cfg(feature = "std")]
     pub shared: Option<std::sync::Arc<std::sync::OnceLock<Negotiated>>>,
+    /// Per-CPU loops: where INTERRUPTs this loop does not hold go, and this loop's index.
+    #[cfg(feature = "std")]
+    pub forward: Option<(std::sync::Arc<Forward>, usize)>,
 }
 
 impl<F: Filesystem> Core<F> {
@@ -272,7 +333,32 @@ impl<F: Filesystem> Core<F> {
             init_failed: None,
             #[cfg(feature = "std")]
             shared: None,
+            #[cfg(feature = "std")]
+            forward: None,
         }
+    }
+
+    /// The INTERRUPTs other loops passed on (per-CPU), newest last; zeros without.
+    #[cfg_attr(not(feature = "std"), allow(clippy::unused_self))]
+    pub(crate) fn forwarded(&self) -> [u64; 64] {
+        #[cfg_attr(not(feature = "std"), allow(unused_mut))]
+        let mut out = [0u64; 64];
+        #[cfg(feature = "std")]
+        if let Some((f, _)) = &self.forward {
+            for (o, u) in out.iter_mut().zip(&f.uniques) {
+                *o = u.load(core::sync::atomic::Ordering::Acquire);
+            }
+        }
+        out
+    }
+
+    /// Interrupts `target` if this loop holds it (an INTERRUPT another loop passed on).
+    pub(crate) fn interrupt_forwarded(&mut self, env: Env<'_>, target: u64) {
+        let mut cx = Cx {
+            info: Info::default(),
+            env,
+        };
+        let _ = interrupt(&mut self.fs, &mut cx, target);
     }
 
     /// What INIT settled, from this loop or (per-CPU) from the loop that answered it.
@@ -327,7 +413,13 @@ impl<F: Filesystem> Core<F> {
         match req.op {
             Operation::Init { arg } => return self.init(&arg, h.unique, payload, native),
             Operation::Interrupt { arg } => {
-                interrupt(&mut self.fs, env, info, arg.unique);
+                let mut cx = Cx { info, env };
+                if !interrupt(&mut self.fs, &mut cx, arg.unique) {
+                    #[cfg(feature = "std")]
+                    if let Some((f, k)) = &self.forward {
+                        f.post(arg.unique, *k);
+                    }
+                }
                 return Action::Nothing;
             }
             Operation::Destroy => {
@@ -407,28 +499,43 @@ impl<F: Filesystem> Core<F> {
 }
 
 /// INTERRUPT: if the request is one the filesystem deferred and has not answered, answer
-/// it `EINTR` now and tell the filesystem; otherwise (answered already, or unknown) do
-/// nothing — a single loop answers requests in order, so an unknown unique was answered.
-fn interrupt<F: Filesystem>(fs: &mut F, env: Env<'_>, info: Info, target: u64) {
+/// it `EINTR` now (classic) and tell the filesystem; otherwise (answered already, or
+/// unknown) do nothing — a single loop answers requests in order, so an unknown unique was
+/// answered, or is held by another per-CPU loop. False if this loop does not hold it.
+fn interrupt<F: Filesystem>(fs: &mut F, cx: &mut Cx<'_>, target: u64) -> bool {
+    let env = &mut cx.env;
     let Some(meta) = env
         .slab
         .meta
         .iter_mut()
-        // Native entries are not interrupted: answering one commits the entry, which the
-        // kernel may refill while the filesystem's own I/O still uses its buffers.
-        .find(|m| m.kind == SlotKind::Dev && m.fs_holds && !m.answered && m.unique == target)
+        // Native entries are interrupted only by filesystems that answer them themselves
+        // (`Filesystem::INTERRUPTS_ENTRIES`): answering one here would commit the entry,
+        // which the kernel may refill while the filesystem's own I/O still uses its buffers.
+        .find(|m| {
+            (m.kind == SlotKind::Dev || F::INTERRUPTS_ENTRIES)
+                && m.fs_holds
+                && !m.answered
+                && m.unique == target
+        })
     else {
-        return;
+        // Answered already, or held by another loop (per-CPU), or unknown.
+        return env
+            .slab
+            .meta
+            .iter()
+            .any(|m| m.unique == target && m.fs_holds);
     };
-    // Answered from now on: a `resume` (even inside `interrupted` below) yields `None`, so
-    // nothing can replace the EINTR.
-    meta.outcome.0 = Outcome::Error(Errno::EINTR);
-    meta.answered = true;
-    meta.resumed = true;
-    *env.resumed += 1;
+    if meta.kind == SlotKind::Dev {
+        // Answered from now on: a `resume` (even inside `interrupted` below) yields `None`,
+        // so nothing can replace the EINTR.
+        meta.outcome.0 = Outcome::Error(Errno::EINTR);
+        meta.answered = true;
+        meta.resumed = true;
+        *env.resumed += 1;
+    }
     env.stats.interrupts += 1;
-    let mut cx = Cx { info, env };
-    fs.interrupted(&mut cx, target);
+    fs.interrupted(cx, target);
+    true
 }
 
 /// A mounted filesystem and the loop that serves it.
@@ -591,15 +698,16 @@ impl<F: Filesystem> Session<F> {
             stop_fd: None,
             init_event: None,
             init_notify: &[],
+            irq_event: None,
         };
         let slots = slot_count(&self.config, &spec)?;
         if slots > STATIC_SLOTS {
             return Err(Error::Config("run_with serves at most 64 slots"));
         }
-        let slab_bytes = crate::event_loop::layout(&self.config).size(slots);
-        if memory.len() < self.config.static_bytes() {
+        let slab_bytes = crate::event_loop::layout(&self.config, F::TASK_BYTES).size(slots);
+        if memory.len() < self.config.static_bytes_for::<F>() {
             return Err(Error::Config(
-                "run_with needs Config::static_bytes() bytes of memory",
+                "run_with needs Config::static_bytes_for::<F>() bytes of memory",
             ));
         }
         let (slab, notify) = memory.split_at_mut(slab_bytes);
@@ -611,7 +719,7 @@ impl<F: Filesystem> Session<F> {
             &spec,
             &mut self.stats,
             slab,
-            crate::slab::Storage::Static(notify),
+            crate::slab::Storage::from_static(notify),
             meta,
         )
         .map(|_| ())
@@ -642,6 +750,7 @@ impl<F: Filesystem> Session<F> {
             stop_fd: Some(rustix::fd::AsFd::as_fd(&*stop)),
             init_event: None,
             init_notify: &[],
+            irq_event: None,
         };
         serve_loop(&mut self.core, &self.config, &spec, &mut self.stats).map(|_| ())
     }
@@ -741,6 +850,8 @@ pub(crate) struct LoopSpec<'a> {
     pub init_event: Option<rustix::fd::BorrowedFd<'a>>,
     /// The loop that answers INIT: the other loops' `init_event`s.
     pub init_notify: &'a [rustix::fd::BorrowedFd<'a>],
+    /// Per-CPU loops: the eventfd that says another loop passed on an INTERRUPT.
+    pub irq_event: Option<rustix::fd::BorrowedFd<'a>>,
 }
 
 /// How many slots a loop serving `spec` has.
@@ -762,7 +873,7 @@ pub(crate) fn serve_loop<F: Filesystem>(
     spec: &LoopSpec<'_>,
     stats: &mut Stats,
 ) -> Result<crate::event_loop::End, Error> {
-    let layout = crate::event_loop::layout(config);
+    let layout = crate::event_loop::layout(config, F::TASK_BYTES);
     let slots = slot_count(config, spec)?;
     let mut slab = crate::slab::Storage::heap(layout.size(slots));
     let notify_bytes = crate::notifier::Notifier::bytes(
@@ -791,7 +902,7 @@ pub(crate) fn serve_loop_in<F: Filesystem>(
     notify: crate::slab::Storage,
     meta: &mut [crate::slab::SlotMeta],
 ) -> Result<crate::event_loop::End, Error> {
-    let layout = crate::event_loop::layout(config);
+    let layout = crate::event_loop::layout(config, F::TASK_BYTES);
     let slots = meta.len();
     let notify_size = config.notify_size as usize;
     let notify_count = usize::from(config.notify_slots);
@@ -816,11 +927,12 @@ pub(crate) fn serve_loop_in<F: Filesystem>(
         .build()?;
     let mut stop_buf = [0u8; 8];
     let mut init_buf = [0u8; 8];
+    let mut irq_buf = [0u8; 8];
     let result = crate::event_loop::Loop {
         core,
         ring: &mut ring,
         fuse: spec.fuse,
-        slab,
+        slab: crate::slab::Slab::new(slab, layout),
         layout,
         meta,
         notifier: &mut notifier,
@@ -834,6 +946,8 @@ pub(crate) fn serve_loop_in<F: Filesystem>(
         init_event: spec.init_event,
         init_buf: &mut init_buf,
         init_notify: spec.init_notify,
+        irq_event: spec.irq_event,
+        irq_buf: &mut irq_buf,
     }
     .run();
     if result.is_err() {
@@ -880,6 +994,7 @@ fn watch_signals(
 ///
 /// As [`Session::new`] and [`Session::run`].
 #[cfg(feature = "std")]
+#[allow(clippy::too_many_lines)] // setup, the scoped threads and the report read best whole
 pub fn run_per_cpu<F, M, P>(
     mountpoint: &P,
     options: &crate::mount::MountOptions,
@@ -924,6 +1039,20 @@ where
     };
     let notify: Vec<rustix::fd::BorrowedFd<'_>> =
         events.iter().map(rustix::fd::AsFd::as_fd).collect();
+    let mut irq_events = Vec::new();
+    if n > 1 {
+        for _ in 0..n {
+            irq_events.push(crate::sys::init_event().map_err(|e| Error::Io {
+                what: "creating an interrupt eventfd",
+                errno: crate::error::errno(e),
+            })?);
+        }
+    }
+    let forward = Arc::new(Forward {
+        uniques: [const { core::sync::atomic::AtomicU64::new(0) }; 64],
+        next: core::sync::atomic::AtomicUsize::new(0),
+        events: irq_events,
+    });
     let results: Vec<Result<(Stats, Option<Negotiated>), Error>> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
         for (k, fs) in filesystems.into_iter().enumerate() {
@@ -955,12 +1084,14 @@ where
                     None
                 },
                 init_notify: if k == 0 { &notify } else { &[] },
+                irq_event: forward.events.get(k).map(rustix::fd::AsFd::as_fd),
             };
             let (shared, stop_end) = (Arc::clone(&shared), Arc::clone(&stop));
+            let fwd = (Arc::clone(&forward), k);
             let handle = std::thread::Builder::new()
                 .name(std::format!("ringfuse-cpu{cpu}"))
                 .spawn_scoped(scope, move || {
-                    cpu_loop(cpu, fs, &config, &spec, shared, &stop_end)
+                    cpu_loop(cpu, fs, &config, &spec, shared, fwd, &stop_end)
                 });
             match handle {
                 Ok(h) => handles.push(h),
@@ -1062,12 +1193,16 @@ fn cpu_loop<F: Filesystem>(
     config: &Config,
     spec: &LoopSpec<'_>,
     shared: std::sync::Arc<std::sync::OnceLock<Negotiated>>,
+    forward: (std::sync::Arc<Forward>, usize),
     stop: &rustix::fd::OwnedFd,
 ) -> Result<(Stats, Option<Negotiated>), Error> {
     // Best effort: a loop that can't be pinned still serves.
     let _ = crate::sys::pin_to_cpu(cpu);
     let mut core = Core::new(fs, crate::init::clamp_max_write(config.max_write));
     core.shared = Some(shared);
+    if !forward.0.events.is_empty() {
+        core.forward = Some(forward);
+    }
     let mut stats = Stats::default();
     let end = serve_loop(&mut core, config, spec, &mut stats);
     // One loop ended (unmount or stop): end the others too.

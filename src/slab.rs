@@ -1,53 +1,195 @@
-//! The slots of a loop: one request buffer and one reply buffer each, carved once out of a
-//! single allocation, and the bookkeeping that says who may touch which.
+//! The slots of a loop: one request buffer, one reply buffer and (for asynchronous
+//! filesystems) one task area each, carved once out of a single allocation, and the
+//! bookkeeping that says who may touch which.
 //!
-//! A slot's buffers are shared with the kernel while an operation on them is in flight, so
-//! Rust code reaches them only through a [`SlabView`], which hands out the reply area of
-//! any slot *other* than the one being handled (that one is lent to the handler directly).
-//! Everything here is safe code: views are built with `split_at_mut`.
+//! A slot's buffers are shared with the kernel while an operation on them is in flight, and
+//! an asynchronous filesystem's request keeps borrowing its slot's buffers (names, WRITE
+//! data, the reply buffer a READ fills) across many loop passes. So the memory is never
+//! reached through one `&mut [u8]` over all of it, which would assert, each time, that no
+//! other reference into any slot exists: [`Slab`] keeps the base pointer and hands out the
+//! bytes of one slot at a time, and references into different slots never overlap.
+//!
+//! The rule that makes each hand-out sound is the loop's: the bytes of a slot are touched
+//! only by whoever owns the slot at the time — the loop between requests, the handler of
+//! its request during the call, the filesystem while it holds the request deferred
+//! (through [`SlabView`], or the asynchronous filesystem's task for as long as it lives).
+//! This is the only module with `unsafe` for the slab; every block below says which part of
+//! that rule it relies on.
+#![allow(unsafe_code)]
 
+use core::marker::PhantomData;
 use core::ops::Range;
+use core::ptr::NonNull;
 
 use crate::reply::Outcome;
 
 /// Memory for buffers: allocated once by the session (with `std`), or lent for the
-/// program's lifetime by the caller (without).
-pub(crate) enum Storage {
-    /// A heap allocation and the offset of its first 4 KiB-aligned byte.
+/// program's lifetime by the caller (without). Its bytes are reached only through the base
+/// pointer taken once here, never through the allocation again, so borrows handed out from
+/// it stay valid for as long as their owner keeps them.
+pub(crate) struct Storage {
+    base: NonNull<u8>,
+    len: usize,
+    /// The allocation (4 KiB of slack for the alignment), freed on drop.
     #[cfg(feature = "std")]
-    Heap(std::vec::Vec<u8>, usize),
-    /// Caller-provided memory.
-    #[cfg_attr(feature = "std", allow(dead_code))]
-    Static(&'static mut [u8]),
+    _heap: Option<std::vec::Vec<u8>>,
+    _static: PhantomData<&'static mut [u8]>,
 }
 
 impl Storage {
     /// `len` zeroed bytes starting on a 4 KiB boundary.
     #[cfg(feature = "std")]
     pub(crate) fn heap(len: usize) -> Self {
-        let v = std::vec![0u8; len + 4096];
+        let mut v = std::vec![0u8; len + 4096];
         let off = v.as_ptr().align_offset(4096).min(4096);
-        Storage::Heap(v, off)
+        let usable = v.get_mut(off..off + len).unwrap_or_default();
+        let base = NonNull::from(usable).cast::<u8>();
+        Self {
+            base,
+            len,
+            _heap: Some(v),
+            _static: PhantomData,
+        }
     }
 
-    /// The usable bytes.
-    pub(crate) fn as_mut(&mut self) -> &mut [u8] {
-        match self {
+    /// Caller-provided memory.
+    pub(crate) fn from_static(mem: &'static mut [u8]) -> Self {
+        let len = mem.len();
+        Self {
+            base: NonNull::from(mem).cast::<u8>(),
+            len,
             #[cfg(feature = "std")]
-            Storage::Heap(v, off) => {
-                let len = v.len() - 4096;
-                v.get_mut(*off..*off + len).unwrap_or_default()
-            }
-            Storage::Static(s) => s,
+            _heap: None,
+            _static: PhantomData,
+        }
+    }
+
+    /// The usable bytes, all at once (for memory that is never lent for longer than this
+    /// borrow: the notification buffers).
+    pub(crate) fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY:
+        // - `base..base + len` is one live allocation (the Vec kept in `_heap`, or the
+        //   caller's `'static` memory) of initialized bytes (zeroed, or a `&mut [u8]`);
+        // - the returned borrow is tied to `&mut self`, and nothing else reaches these
+        //   bytes while it lives: a `Storage` hands out either this whole view (notification
+        //   buffers) or a `Slab` (slots), never both, and the `Slab` borrows it mutably.
+        unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr(), self.len) }
+    }
+
+    /// The memory as slots of `layout` (as many as fit).
+    #[cfg(feature = "std")]
+    pub(crate) fn slab(&mut self, layout: Layout) -> Slab<'_> {
+        Slab {
+            base: self.base,
+            slots: self.len / layout.stride.max(1),
+            layout,
+            _mem: PhantomData,
         }
     }
 
     /// How many usable bytes.
     pub(crate) fn len(&self) -> usize {
-        match self {
-            #[cfg(feature = "std")]
-            Storage::Heap(v, _) => v.len() - 4096,
-            Storage::Static(s) => s.len(),
+        self.len
+    }
+}
+
+// SAFETY: `Storage` owns its bytes (the Vec, or the caller's `&'static mut`), like a
+// `Vec<u8>`: moving it to another thread moves that ownership.
+unsafe impl Send for Storage {}
+
+/// The slots of a loop, reached one at a time through a base pointer (see the module
+/// docs). Borrows the memory for `'m`.
+pub(crate) struct Slab<'m> {
+    base: NonNull<u8>,
+    slots: usize,
+    layout: Layout,
+    _mem: PhantomData<&'m mut [u8]>,
+}
+
+impl<'m> Slab<'m> {
+    /// `mem` as slots of `layout` (as many as fit).
+    pub(crate) fn new(mem: &'m mut [u8], layout: Layout) -> Self {
+        let slots = mem.len() / layout.stride.max(1);
+        Self {
+            base: NonNull::from(mem).cast::<u8>(),
+            slots,
+            layout,
+            _mem: PhantomData,
+        }
+    }
+
+    /// Slot `i`'s first byte, if it exists. Creates no reference.
+    pub(crate) fn slot_ptr(&self, i: usize) -> Option<NonNull<u8>> {
+        if i >= self.slots {
+            return None;
+        }
+        // SAFETY:
+        // - `i < slots`, so `i * stride` is within the memory this slab was made from
+        //   (`slots * stride <= len`), which is one allocation.
+        Some(unsafe { self.base.add(i * self.layout.stride) })
+    }
+
+    /// Slot `i`'s bytes (request buffer, reply buffer, task area), for the loop, which owns
+    /// every slot no request holds.
+    pub(crate) fn slot(&mut self, i: usize) -> Option<&mut [u8]> {
+        let p = self.slot_ptr(i)?;
+        // SAFETY:
+        // - `p .. p + stride` lies in the slab's memory (`slot_ptr`), initialized bytes;
+        // - the borrow is tied to `&mut self`, so the loop holds no two at once; and the
+        //   loop calls this only for a slot it owns (idle, or whose request it is answering
+        //   or re-arming), never for one the filesystem holds, so no borrow handed out by a
+        //   `SlabView` or leased by a task overlaps it.
+        Some(unsafe { core::slice::from_raw_parts_mut(p.as_ptr(), self.layout.stride) })
+    }
+
+    /// Slot `i`'s request and reply buffers, lent to the handler of its request, and a view
+    /// of every other slot's reply area.
+    pub(crate) fn split<'s>(
+        &'s mut self,
+        meta: &'s mut [SlotMeta],
+        i: usize,
+    ) -> Option<(SlabView<'s>, &'s mut [u8], &'s mut [u8])> {
+        let p = self.slot_ptr(i)?;
+        let layout = self.layout;
+        // SAFETY:
+        // - the request buffer is the first `layout.request` bytes of slot `i`, the reply
+        //   buffer the next `layout.reply` (`Layout::new`: both within the stride);
+        // - they are disjoint from each other, and from every area the view hands out (the
+        //   view never hands out slot `i`: its hole), and tied to `&mut self`;
+        // - slot `i` holds the request being handled: the loop owns it (as `slot`).
+        let request = unsafe { core::slice::from_raw_parts_mut(p.as_ptr(), layout.request) };
+        // SAFETY: `layout.request < stride`: still within slot `i`.
+        let reply_at = unsafe { p.add(layout.request) };
+        // SAFETY: as for `request` above: the reply buffer, `layout.reply` bytes after it,
+        // disjoint from the request buffer and from everything the view hands out.
+        let reply = unsafe { core::slice::from_raw_parts_mut(reply_at.as_ptr(), layout.reply) };
+        Some((
+            SlabView {
+                slab: Slab {
+                    base: self.base,
+                    slots: self.slots,
+                    layout,
+                    _mem: PhantomData,
+                },
+                hole: Some(i),
+                meta,
+            },
+            request,
+            reply,
+        ))
+    }
+
+    /// A view of every slot's reply area, for calls outside a request.
+    pub(crate) fn whole<'s>(&'s mut self, meta: &'s mut [SlotMeta]) -> SlabView<'s> {
+        SlabView {
+            slab: Slab {
+                base: self.base,
+                slots: self.slots,
+                layout: self.layout,
+                _mem: PhantomData,
+            },
+            hole: None,
+            meta,
         }
     }
 }
@@ -133,18 +275,30 @@ pub(crate) struct Layout {
     pub request: usize,
     /// Reply buffer size (after the request buffer), header included.
     pub reply: usize,
+    /// Task area size (after the reply buffer): an asynchronous filesystem's future and its
+    /// bookkeeping; 0 for a synchronous filesystem.
+    pub task: usize,
 }
 
 impl Layout {
     /// A layout for `request`-byte request buffers and `reply`-byte reply buffers, each
     /// starting on a 4 KiB boundary.
+    #[cfg(test)]
     pub(crate) const fn new(request: usize, reply: usize) -> Self {
+        Self::with_task(request, reply, 0)
+    }
+
+    /// As [`new`](Self::new), with a task area of `task` bytes (rounded up to 64) after
+    /// the reply buffer.
+    pub(crate) const fn with_task(request: usize, reply: usize, task: usize) -> Self {
         let request = request.next_multiple_of(4096);
         let reply = reply.next_multiple_of(4096);
+        let task = task.next_multiple_of(64);
         Self {
-            stride: request + reply,
+            stride: (request + reply + task).next_multiple_of(4096),
             request,
             reply,
+            task,
         }
     }
 
@@ -165,71 +319,60 @@ impl Layout {
     }
 }
 
-/// The reply areas of every slot but one, and the metadata of all.
+/// The reply areas of every slot but one (the request being handled, whose buffers were
+/// lent separately), the task areas of all, and the metadata of all.
 pub(crate) struct SlabView<'a> {
-    before: &'a mut [u8],
-    after: &'a mut [u8],
-    /// The slot whose bytes are not in this view, if any.
+    slab: Slab<'a>,
+    /// The slot whose buffers are not in this view, if any.
     hole: Option<usize>,
-    layout: Layout,
     pub meta: &'a mut [SlotMeta],
 }
 
-impl<'a> SlabView<'a> {
-    /// A view of all slots but `hole`, whose buffers are returned separately as
-    /// `(request, reply)`.
-    pub(crate) fn split(
-        slab: &'a mut [u8],
-        layout: Layout,
-        meta: &'a mut [SlotMeta],
-        hole: usize,
-    ) -> Option<(Self, &'a mut [u8], &'a mut [u8])> {
-        let start = hole.checked_mul(layout.stride)?;
-        let (before, rest) = slab.split_at_mut_checked(start)?;
-        let (slot, after) = rest.split_at_mut_checked(layout.stride)?;
-        let (request, reply) = slot.split_at_mut_checked(layout.request)?;
-        Some((
-            Self {
-                before,
-                after,
-                hole: Some(hole),
-                layout,
-                meta,
-            },
-            request,
-            reply,
-        ))
-    }
-
-    /// A view of all slots.
-    pub(crate) fn whole(slab: &'a mut [u8], layout: Layout, meta: &'a mut [SlotMeta]) -> Self {
-        Self {
-            before: slab,
-            after: &mut [],
-            hole: None,
-            layout,
-            meta,
-        }
-    }
-
+impl SlabView<'_> {
     /// The reply payload area of slot `j` (as its metadata places it) and its metadata;
     /// `None` for the hole or an index out of range.
     pub(crate) fn reply_of(&mut self, j: usize) -> Option<(&mut [u8], &mut SlotMeta)> {
+        if self.hole == Some(j) {
+            return None;
+        }
+        let layout = self.slab.layout;
+        let p = self.slab.slot_ptr(j)?;
         let meta = self.meta.get_mut(j)?;
         let start = meta.reply_off as usize;
-        let range = start..start + meta.reply_len as usize;
-        let area = match self.hole {
-            Some(h) if j == h => return None,
-            Some(h) if j > h => {
-                let base = (j - h - 1) * self.layout.stride;
-                self.after.get_mut(base + range.start..base + range.end)?
-            }
-            _ => {
-                let base = j * self.layout.stride;
-                self.before.get_mut(base + range.start..base + range.end)?
-            }
-        };
+        let end = start.checked_add(meta.reply_len as usize)?;
+        // The reply area ends before the task area (an entry's aux page is in the reply
+        // buffer).
+        if end > layout.request + layout.reply {
+            return None;
+        }
+        // SAFETY:
+        // - `start..end` lies within slot `j`'s request and reply buffers (checked above),
+        //   in the slab's memory;
+        // - `j` is not the hole, so this does not overlap the buffers lent to the current
+        //   handler; the borrow is tied to `&mut self`, so the view hands out one at a time;
+        // - the view is handed to the filesystem (through `Cx`) for the slots it holds
+        //   deferred, whose bytes nobody else touches until it resumes them; an
+        //   asynchronous filesystem asks only for slots whose task has ended (`asyncfs`).
+        let at = unsafe { p.add(start) };
+        // SAFETY: as above: `end - start` bytes from `at` are within slot `j`, and nothing
+        // else has a reference to them.
+        let area = unsafe { core::slice::from_raw_parts_mut(at.as_ptr(), end - start) };
         Some((area, meta))
+    }
+
+    /// Slot `j`'s task area (after its reply buffer), for an asynchronous filesystem's task
+    /// of that slot; creates no reference. `None` for a slot out of range or a layout
+    /// without task areas.
+    pub(crate) fn task_area(&self, j: usize) -> Option<(NonNull<u8>, usize)> {
+        let layout = self.slab.layout;
+        if layout.task == 0 {
+            return None;
+        }
+        let p = self.slab.slot_ptr(j)?;
+        // SAFETY:
+        // - the task area is the last `layout.task` bytes of the stride (`Layout`), within
+        //   slot `j` of the slab's memory.
+        Some((unsafe { p.add(layout.request + layout.reply) }, layout.task))
     }
 }
 
@@ -247,7 +390,8 @@ mod tests {
             m.reply_len = 4096;
         }
         {
-            let (mut view, req, reply) = SlabView::split(&mut slab, layout, &mut meta, 2).unwrap();
+            let mut s = Slab::new(&mut slab, layout);
+            let (mut view, req, reply) = s.split(&mut meta, 2).unwrap();
             req.fill(0xa2);
             reply.fill(0xb2);
             assert!(view.reply_of(2).is_none());
@@ -280,8 +424,25 @@ mod tests {
             reply_len: 4096,
             ..SlotMeta::default()
         }; 2];
-        let mut view = SlabView::whole(&mut slab, layout, &mut meta);
+        let mut s = Slab::new(&mut slab, layout);
+        let mut view = s.whole(&mut meta);
         assert_eq!(view.reply_of(1).unwrap().0.len(), 4096);
-        assert!(SlabView::split(&mut [0u8; 10], layout, &mut [], 0).is_none());
+        assert!(view.task_area(1).is_none());
+        let mut small = [0u8; 10];
+        assert!(Slab::new(&mut small, layout).split(&mut [], 0).is_none());
+    }
+
+    #[test]
+    fn task_areas_follow_the_reply_buffer() {
+        let layout = Layout::with_task(4096, 8192, 100);
+        assert_eq!((layout.task, layout.stride), (128, 16384));
+        let mut mem = vec![0u8; 3 * layout.stride];
+        let base = mem.as_ptr() as usize;
+        let mut meta = [SlotMeta::default(); 3];
+        let mut s = Slab::new(&mut mem, layout);
+        let view = s.whole(&mut meta);
+        let (p, len) = view.task_area(2).unwrap();
+        assert_eq!((p.as_ptr() as usize - base, len), (2 * 16384 + 12288, 128));
+        assert!(view.task_area(3).is_none());
     }
 }

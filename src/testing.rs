@@ -42,7 +42,7 @@ use crate::cx::Env;
 use crate::fs::Filesystem;
 use crate::init::Negotiated;
 use crate::session::{Action, Config, Core};
-use crate::slab::{Layout, SlabView, SlotMeta, Storage};
+use crate::slab::{Layout, SlotMeta, Storage};
 use crate::stats::Stats;
 
 /// What INIT offers by default: the flags Linux 6.18 offered on the development machines
@@ -143,7 +143,7 @@ impl<F: Filesystem> Harness<F> {
 
     /// A harness whose buffers follow `config` (`max_write`, `slots`).
     pub fn with_config(fs: F, config: &Config) -> Self {
-        let layout = crate::event_loop::layout(config);
+        let layout = crate::event_loop::layout(config, F::TASK_BYTES);
         let slots = usize::from(config.slots.max(1));
         Self {
             core: Core::new(fs, crate::init::clamp_max_write(config.max_write)),
@@ -244,9 +244,10 @@ impl<F: Filesystem> Harness<F> {
         let n = bytes.len().min(layout.request);
         let mut resumed = 0u32;
         let (action, unique, opcode, hint) = {
-            let (view, request, reply) =
-                SlabView::split(self.slab.as_mut(), layout, &mut self.meta, i)
-                    .ok_or(HarnessError::AllSlotsHeld)?;
+            let mut slab = self.slab.slab(layout);
+            let (view, request, reply) = slab
+                .split(&mut self.meta, i)
+                .ok_or(HarnessError::AllSlotsHeld)?;
             let dst = request.get_mut(..n).unwrap_or_default();
             dst.copy_from_slice(bytes.get(..n).unwrap_or_default());
             let payload = reply.get_mut(OUT_HEADER_SIZE..).unwrap_or_default();
@@ -318,12 +319,11 @@ impl<F: Filesystem> Harness<F> {
         hint: Option<u32>,
     ) -> Result<Vec<u8>, HarnessError> {
         let layout = self.layout;
-        let start = i * layout.stride + layout.request;
         let len = h.len as usize;
-        let area = self
-            .slab
-            .as_mut()
-            .get(start..start + layout.reply)
+        let mut slab = self.slab.slab(layout);
+        let area = slab
+            .slot(i)
+            .and_then(|s| s.get(layout.request..layout.request + layout.reply))
             .unwrap_or_default();
         let payload = area.get(OUT_HEADER_SIZE..len).unwrap_or_default();
         self.stats.replies += 1;
