@@ -490,6 +490,60 @@ impl AsyncCx {
         self.op_with(build_renameat, args).await.map(|_| ())
     }
 
+    /// `symlinkat(target, newdirfd, linkpath)`.
+    ///
+    /// # Errors
+    ///
+    /// As for `symlinkat(2)`; see [`AsyncCx`].
+    pub async fn symlinkat(
+        &self,
+        target: &CStr,
+        newdirfd: BorrowedFd<'_>,
+        linkpath: &CStr,
+    ) -> Result<(), Errno> {
+        let args = Args::Path {
+            dirfd: fd_raw(newdirfd),
+            path: linkpath.as_ptr(),
+            bits: 0,
+            dirfd2: -1,
+            path2: target.as_ptr(),
+        };
+        self.op_with(build_symlinkat, args).await.map(|_| ())
+    }
+
+    /// `linkat(olddirfd, oldpath, newdirfd, newpath, flags)` (`AT_EMPTY_PATH` with `c""`
+    /// links the file `olddirfd` refers to).
+    ///
+    /// # Errors
+    ///
+    /// As for `linkat(2)`; see [`AsyncCx`].
+    pub async fn linkat(
+        &self,
+        olddirfd: BorrowedFd<'_>,
+        oldpath: &CStr,
+        newdirfd: BorrowedFd<'_>,
+        newpath: &CStr,
+        flags: AtFlags,
+    ) -> Result<(), Errno> {
+        let args = Args::Path {
+            dirfd: fd_raw(olddirfd),
+            path: oldpath.as_ptr(),
+            bits: flags.bits(),
+            dirfd2: fd_raw(newdirfd),
+            path2: newpath.as_ptr(),
+        };
+        self.op_with(build_linkat, args).await.map(|_| ())
+    }
+
+    /// `ftruncate(fd, len)` (Linux 6.9).
+    ///
+    /// # Errors
+    ///
+    /// As for `ftruncate(2)`; see [`AsyncCx`].
+    pub async fn ftruncate(&self, fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
+        self.submit(Sqe::ftruncate(fd, len)).await.map(|_| ())
+    }
+
     /// Waits for `after` (`IORING_OP_TIMEOUT`: no thread, no timer descriptor).
     pub async fn sleep(&self, after: Duration) {
         let sqe = Sqe::timeout(after, 0, IoringTimeoutFlags::empty());
@@ -782,6 +836,45 @@ fn build_renameat(args: &Args, _: *mut u64) -> Sqe {
             dir(dirfd2),
             path(path2),
             RenameFlags::from_bits_retain(bits),
+        )
+    }
+}
+
+fn build_symlinkat(args: &Args, _: *mut u64) -> Sqe {
+    let Args::Path {
+        dirfd,
+        path: p,
+        path2,
+        ..
+    } = *args
+    else {
+        return Sqe::nop();
+    };
+    // SAFETY: both paths are alive until the SQE is submitted, when the kernel copies
+    // them (`io_symlinkat_prep`).
+    unsafe { Sqe::symlinkat(path(path2), dir(dirfd), path(p)) }
+}
+
+fn build_linkat(args: &Args, _: *mut u64) -> Sqe {
+    let Args::Path {
+        dirfd,
+        path: p,
+        bits,
+        dirfd2,
+        path2,
+    } = *args
+    else {
+        return Sqe::nop();
+    };
+    // SAFETY: both paths are alive until the SQE is submitted, when the kernel copies
+    // them (`io_linkat_prep`).
+    unsafe {
+        Sqe::linkat(
+            dir(dirfd),
+            path(p),
+            dir(dirfd2),
+            path(path2),
+            AtFlags::from_bits_retain(bits),
         )
     }
 }

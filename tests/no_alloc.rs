@@ -12,7 +12,10 @@
 //! answer, so the requests were really served), disarms and asserts that the loop thread
 //! allocated nothing in between. Entry and attribute TTLs are 0 and files are opened with
 //! `DIRECT_IO`, so every path walk, `fstat`, read and write really reaches the filesystem.
-//! It does this twice: on the classic transport, then with `TransportMode::Auto` (the
+//! Then the same for an asynchronous filesystem ([`RingFs`], served by `Async`) whose every
+//! request but OPEN and RELEASE does ring I/O: `statx`, reads into the reply buffer, writes
+//! from the WRITE payload, `fdatasync`, timeouts — futures in slot memory, no heap.
+//! It does each twice: on the classic transport, then with `TransportMode::Auto` (the
 //! native FUSE-over-io_uring transport when the kernel offers it).
 //!
 //! When something does allocate, the allocator keeps the backtraces of the first few
@@ -34,6 +37,7 @@ use std::cell::Cell;
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +49,7 @@ use ringfuse::abi::flags::{FopenFlags, InitFlags};
 use ringfuse::abi::request::Forgets;
 use ringfuse::mount::MountOptions;
 use ringfuse::{
+    Async, AsyncCx, AsyncFilesystem, Opened, ReadBuf, WriteBuf,
     Attr, Config, Cx, Done, Entry, Errno, FileType, Filesystem, InitConfig, NodeId, ReplyAttr,
     ReplyCreate, ReplyData, ReplyDir, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     Session, SetAttr, Statfs, Stats, StopHandle, Timestamp, Transport, TransportMode,
@@ -688,7 +693,7 @@ struct Running {
 }
 
 impl Running {
-    fn start(mountpoint: &Path, fs: FixedFs, mode: TransportMode) -> Self {
+    fn start<F: Filesystem + Send + 'static>(mountpoint: &Path, fs: F, mode: TransportMode) -> Self {
         let mut options = MountOptions::new();
         options
             .fsname("rf-noalloc")
@@ -983,6 +988,232 @@ fn measure(mode: TransportMode) -> Measured {
     measured
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// An asynchronous filesystem whose every request does ring I/O
+
+/// Files of the asynchronous filesystem: `data` (node 2) is a real file in a scratch
+/// directory; its attributes come from a `statx` on the ring, its reads land in the reply
+/// buffer through a ring READ and its writes go from the WRITE payload through a ring
+/// WRITE. `arm` and `disarm` are looked up to start and end the counted window; every
+/// other lookup waits 1 µs on a ring timeout before answering ENOENT.
+struct RingFs {
+    backing: File,
+    counters: Arc<Counters>,
+}
+
+impl RingFs {
+    fn tick(&self, op: Op) {
+        if armed() {
+            self.counters.served.fetch_add(1, Ordering::Relaxed);
+            self.counters.per_op[op as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn attr(&self, cx: &AsyncCx, node: NodeId) -> Result<Attr, Errno> {
+        match node.0 {
+            1 => Ok(Attr::new(1, FileType::Directory, 0o755, Timestamp::new(1, 0))),
+            2 => {
+                let st = cx
+                    .statx(
+                        self.backing.as_fd(),
+                        c"",
+                        rustix::fs::AtFlags::EMPTY_PATH,
+                        rustix::fs::StatxFlags::SIZE,
+                    )
+                    .await?;
+                let mut a = Attr::new(2, FileType::RegularFile, 0o644, Timestamp::new(1, 0));
+                a.size = st.stx_size;
+                Ok(a)
+            }
+            _ => Err(Errno::ENOENT),
+        }
+    }
+}
+
+impl AsyncFilesystem for RingFs {
+    fn init(&self, cfg: &mut InitConfig) -> Result<(), Errno> {
+        self.counters
+            .uring_offered
+            .store(cfg.offered.contains(InitFlags::OVER_IO_URING), Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn lookup(&self, cx: &AsyncCx, parent: NodeId, name: &CStr) -> Result<Entry, Errno> {
+        match name.to_bytes() {
+            b"arm" => ARMED.set(true),
+            b"disarm" => ARMED.set(false),
+            _ => {}
+        }
+        self.tick(Op::Lookup);
+        if parent != NodeId::ROOT || name.to_bytes() != b"data" {
+            cx.sleep(Duration::from_micros(1)).await;
+            return Err(Errno::ENOENT);
+        }
+        Ok(Entry {
+            node: NodeId(2),
+            generation: 1,
+            attr: self.attr(cx, NodeId(2)).await?,
+            entry_ttl: TTL,
+            attr_ttl: TTL,
+        })
+    }
+
+    async fn getattr(
+        &self,
+        cx: &AsyncCx,
+        node: NodeId,
+        _fh: Option<u64>,
+    ) -> Result<(Attr, Duration), Errno> {
+        self.tick(Op::Getattr);
+        Ok((self.attr(cx, node).await?, TTL))
+    }
+
+    async fn open(&self, _cx: &AsyncCx, _node: NodeId, _flags: u32) -> Result<Opened, Errno> {
+        self.tick(Op::Open);
+        Ok(Opened::new(0).flags(OPEN_FLAGS))
+    }
+
+    async fn read(
+        &self,
+        cx: &AsyncCx,
+        _node: NodeId,
+        _fh: u64,
+        offset: u64,
+        buf: ReadBuf<'_>,
+    ) -> Result<usize, Errno> {
+        self.tick(Op::Read);
+        cx.read_at(self.backing.as_fd(), buf, offset).await.0
+    }
+
+    async fn write(
+        &self,
+        cx: &AsyncCx,
+        _node: NodeId,
+        _fh: u64,
+        offset: u64,
+        data: WriteBuf<'_>,
+        _write_flags: u32,
+        _flags: u32,
+    ) -> Result<u32, Errno> {
+        self.tick(Op::Write);
+        let n = cx.write_at(self.backing.as_fd(), &data, offset).await?;
+        Ok(n as u32)
+    }
+
+    async fn flush(&self, cx: &AsyncCx, _node: NodeId, _fh: u64, _owner: u64) -> Result<(), Errno> {
+        self.tick(Op::Flush);
+        cx.fsync(self.backing.as_fd(), true).await
+    }
+
+    async fn release(
+        &self,
+        _cx: &AsyncCx,
+        _node: NodeId,
+        _fh: u64,
+        _flags: u32,
+        _release_flags: u32,
+        _owner: u64,
+    ) -> Result<(), Errno> {
+        self.tick(Op::Release);
+        Ok(())
+    }
+}
+
+/// The operations [`RingFs`] serves (each with ring I/O, but OPEN and RELEASE).
+const RING_OPS: [Op; 7] = [
+    Op::Lookup,
+    Op::Getattr,
+    Op::Open,
+    Op::Read,
+    Op::Write,
+    Op::Flush,
+    Op::Release,
+];
+
+/// One round against [`RingFs`]: stat, open, write and read back 4 KiB at a moving
+/// offset, fstat, close (FLUSH: fdatasync on the ring), a failing lookup.
+fn ring_round(mnt: &Path, i: u64) {
+    let path = mnt.join("data");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * 1024);
+    let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let mut content = [0u8; 4096];
+    pattern(i, &mut content);
+    let off = (i % 16) * 4096;
+    file.write_all_at(&content, off).unwrap();
+    let mut back = [0u8; 4096];
+    file.read_exact_at(&mut back, off).unwrap();
+    assert_eq!(back, content, "read back what was written");
+    assert_eq!(file.metadata().unwrap().len(), 64 * 1024);
+    drop(file);
+    expect_not_found(&mnt.join("missing"));
+}
+
+/// [`measure`] for [`RingFs`].
+fn measure_async(mode: TransportMode) -> Measured {
+    let scratch = Scratch::new();
+    let backing_dir = tempfile::tempdir().unwrap();
+    let backing_path = backing_dir.path().join("data");
+    std::fs::write(&backing_path, vec![0u8; 64 * 1024]).unwrap();
+    let backing = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&backing_path)
+        .unwrap();
+    let mnt = scratch.path.clone();
+    let counters = Arc::new(Counters::default());
+    let fs = Async::new(RingFs {
+        backing,
+        counters: Arc::clone(&counters),
+    });
+    let mut running = Running::start(&mnt, fs, mode);
+    assert_eq!(std::fs::metadata(&mnt).unwrap().ino(), 1, "the mount is served");
+    for i in 0..WARMUP_ROUNDS {
+        ring_round(&mnt, i);
+    }
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    TRACES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+    expect_not_found(&mnt.join("arm"));
+    for i in 0..ASYNC_ROUNDS {
+        ring_round(&mnt, WARMUP_ROUNDS + i);
+    }
+    expect_not_found(&mnt.join("disarm"));
+    let allocations = ALLOCATIONS.swap(0, Ordering::Relaxed);
+    let traces = core::mem::take(&mut *TRACES.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut per_op = [0; OPS.len()];
+    for op in RING_OPS {
+        per_op[op as usize] = counters.per_op[op as usize].load(Ordering::Relaxed);
+    }
+    let mut measured = Measured {
+        mode,
+        transport: None,
+        allocations,
+        served: counters.served.load(Ordering::Relaxed),
+        per_op,
+        traces,
+        stop: Ok(()),
+    };
+    eprint!("async filesystem, ring I/O in every request but OPEN and RELEASE: ");
+    measured.print();
+    match running.finish() {
+        Ok((Ok(()), transport, _)) => measured.transport = Some(transport),
+        Ok((Err(e), transport, _)) => {
+            measured.transport = Some(transport);
+            measured.stop = Err(format!("the session ended with an error: {e}"));
+        }
+        Err(e) => measured.stop = Err(e),
+    }
+    drop(running);
+    drop(scratch);
+    measured
+}
+
+/// Rounds of [`ring_round`] while armed (each is about 10 requests).
+const ASYNC_ROUNDS: u64 = 1200;
+
 // ---------------------------------------------------------------------------------------------
 // The test
 
@@ -1019,11 +1250,18 @@ fn serving_requests_does_not_allocate() {
         return;
     }
     self_check();
-    let runs: Vec<Measured> = [TransportMode::Classic, TransportMode::Auto]
+    let mut runs: Vec<Measured> = [TransportMode::Classic, TransportMode::Auto]
         .into_iter()
         .map(measure)
         .collect();
-    for m in &runs {
+    let sync_runs = runs.len();
+    runs.extend(
+        [TransportMode::Classic, TransportMode::Auto]
+            .into_iter()
+            .map(measure_async),
+    );
+    for (k, m) in runs.iter().enumerate() {
+        let ops: &[Op] = if k < sync_runs { &OPS } else { &RING_OPS };
         let what = match m.transport {
             Some(t) => format!("{:?} mode ({t:?} transport)", m.mode),
             None => format!("{:?} mode", m.mode),
@@ -1033,8 +1271,8 @@ fn serving_requests_does_not_allocate() {
             "{what}: only {} requests served while armed",
             m.served
         );
-        for (op, n) in OPS.iter().zip(m.per_op) {
-            assert!(n > 0, "{what}: no {op:?} while armed");
+        for op in ops {
+            assert!(m.per_op[*op as usize] > 0, "{what}: no {op:?} while armed");
         }
         assert_eq!(
             m.allocations, 0,
