@@ -49,10 +49,10 @@ use ringfuse::abi::flags::{FopenFlags, InitFlags};
 use ringfuse::abi::request::Forgets;
 use ringfuse::mount::MountOptions;
 use ringfuse::{
-    Async, AsyncCx, AsyncFilesystem, Opened, ReadBuf, WriteBuf,
-    Attr, Config, Cx, Done, Entry, Errno, FileType, Filesystem, InitConfig, NodeId, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDir, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    Session, SetAttr, Statfs, Stats, StopHandle, Timestamp, Transport, TransportMode,
+    Async, AsyncCx, AsyncFilesystem, Attr, Config, Cx, Done, Entry, Errno, FileType, Filesystem,
+    InitConfig, NodeId, Opened, ReadBuf, ReplyAttr, ReplyCreate, ReplyData, ReplyDir, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Session, SetAttr, Statfs, Stats, StopHandle,
+    Timestamp, Transport, TransportMode, WriteBuf,
 };
 use rustix::mount::UnmountFlags;
 
@@ -693,7 +693,11 @@ struct Running {
 }
 
 impl Running {
-    fn start<F: Filesystem + Send + 'static>(mountpoint: &Path, fs: F, mode: TransportMode) -> Self {
+    fn start<F: Filesystem + Send + 'static>(
+        mountpoint: &Path,
+        fs: F,
+        mode: TransportMode,
+    ) -> Self {
         let mut options = MountOptions::new();
         options
             .fsname("rf-noalloc")
@@ -988,7 +992,6 @@ fn measure(mode: TransportMode) -> Measured {
     measured
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // An asynchronous filesystem whose every request does ring I/O
 
@@ -1012,7 +1015,12 @@ impl RingFs {
 
     async fn attr(&self, cx: &AsyncCx, node: NodeId) -> Result<Attr, Errno> {
         match node.0 {
-            1 => Ok(Attr::new(1, FileType::Directory, 0o755, Timestamp::new(1, 0))),
+            1 => Ok(Attr::new(
+                1,
+                FileType::Directory,
+                0o755,
+                Timestamp::new(1, 0),
+            )),
             2 => {
                 let st = cx
                     .statx(
@@ -1033,9 +1041,10 @@ impl RingFs {
 
 impl AsyncFilesystem for RingFs {
     fn init(&self, cfg: &mut InitConfig) -> Result<(), Errno> {
-        self.counters
-            .uring_offered
-            .store(cfg.offered.contains(InitFlags::OVER_IO_URING), Ordering::Relaxed);
+        self.counters.uring_offered.store(
+            cfg.offered.contains(InitFlags::OVER_IO_URING),
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
@@ -1136,7 +1145,11 @@ const RING_OPS: [Op; 7] = [
 fn ring_round(mnt: &Path, i: u64) {
     let path = mnt.join("data");
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * 1024);
-    let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let mut content = [0u8; 4096];
     pattern(i, &mut content);
     let off = (i % 16) * 4096;
@@ -1167,7 +1180,11 @@ fn measure_async(mode: TransportMode) -> Measured {
         counters: Arc::clone(&counters),
     });
     let mut running = Running::start(&mnt, fs, mode);
-    assert_eq!(std::fs::metadata(&mnt).unwrap().ino(), 1, "the mount is served");
+    assert_eq!(
+        std::fs::metadata(&mnt).unwrap().ino(),
+        1,
+        "the mount is served"
+    );
     for i in 0..WARMUP_ROUNDS {
         ring_round(&mnt, i);
     }
