@@ -799,21 +799,13 @@ impl<F: Filesystem> Loop<'_, F> {
     /// Calls the filesystem outside any request (`Cx::unique() == 0`), with every slot's
     /// reply buffer reachable for [`Cx::resume`].
     fn with_fs(&mut self, resumed: &mut u32, f: impl FnOnce(&mut F, &mut Cx<'_>)) {
-        let env = Env {
-            slab: self.slab.whole(self.meta),
-            resumed,
-            io: Some(Io {
-                ring: self.ring,
-                fuse: self.fuse,
-                notifier: self.notifier,
-            }),
-            stats: self.stats,
-        };
-        let mut cx = Cx {
-            info: Info::default(),
-            env,
-        };
-        f(&mut self.core.fs, &mut cx);
+        self.with_core(resumed, |core, env| {
+            let mut cx = Cx {
+                info: Info::default(),
+                env,
+            };
+            f(&mut core.fs, &mut cx);
+        });
     }
 
     /// Tells the filesystem the loop is ending, so it can cancel its own operations and
