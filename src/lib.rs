@@ -13,9 +13,14 @@
 //!   [`Filesystem`] methods, typed in-place [`reply`]s, deferred replies, notifications;
 //! - [`testing`]: the in-memory transport, to test a filesystem without mounting it.
 //!
-//! `unsafe` lives in `sys` (device ioctls, signals, the notification WRITE) and
+//! - [`AsyncFilesystem`] and [`Async`]: `async fn` handlers whose futures live in slot
+//!   memory and whose own I/O runs on the loop's ring ([`AsyncCx`]).
+//!
+//! `unsafe` lives in `sys` (device ioctls, signals, the notification WRITE),
 //! `event_loop` (handing the kernel slot buffers for READ, WRITE and the native
-//! transport's commands), each block with its proof.
+//! transport's commands), `slab` (one slot's bytes at a time from the base pointer),
+//! `task` (futures stored and polled in place, ring operations' buffers, wakers) and
+//! `asyncfs` (lending a request's bytes to its future), each block with its proof.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub use ringfuse_abi as abi;
