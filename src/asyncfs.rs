@@ -83,9 +83,14 @@
 //! # Interrupts and stopping
 //!
 //! When the kernel interrupts a request (the caller got a signal) or the session stops,
-//! the request's future is dropped at once; the operations it had in flight are cancelled
-//! and the request is answered (`EINTR`, or `EIO` on a stop) once the kernel has completed
-//! them, so no buffer is reused while the kernel may still write it.
+//! the operations the request's future has in flight are cancelled; the future keeps
+//! running and sees them end with `ECANCELED` (or their result, if they had completed
+//! first), and any operation it starts afterwards fails at once with `ECANCELED`. So its
+//! own code closes what it opened, and nothing it owns goes away while the kernel may
+//! still use it. It is dropped when it ends, or as soon as it has nothing in flight (a
+//! future waiting on something other than the ring), and the request is answered `EINTR`
+//! (`EIO` on a stop) whatever it returned: a handler that creates state the kernel must
+//! learn of checks [`AsyncCx::is_cancelled`] after its last `.await` and undoes it.
 #![allow(unsafe_code)]
 
 use core::ffi::CStr;
@@ -818,24 +823,51 @@ impl<F: AsyncFilesystem> Async<F> {
         let _cur = header.acx.enter(cx);
         // SAFETY:
         // - the header was written; polls and drops of a slot's future happen only here,
-        //   in `end_task` and in `finish` below, from the adapter's entry points, which
+        //   in `drop_if_idle` and in `finish` below, from the adapter's entry points, which
         //   are never nested (the loop calls the filesystem from one thread, one call at a
         //   time, and the futures cannot reach the adapter).
-        if let Some(Poll::Ready(outcome)) = unsafe { area.poll(&mut ctx) } {
-            // SAFETY: as above.
-            unsafe { area.finish(outcome) };
+        match unsafe { area.poll(&mut ctx) } {
+            Some(Poll::Ready(outcome)) => {
+                // A cancelled request gets the cancel's answer whatever its future made of
+                // it, on every transport (the classic one has sent it already): a future
+                // that creates state the kernel must learn of checks
+                // `AsyncCx::is_cancelled` after its last await, and undoes it.
+                let outcome = match header.acx.cancel_answer() {
+                    Some(e) => Outcome::Error(e),
+                    None => outcome,
+                };
+                // SAFETY: as above.
+                unsafe { area.finish(outcome) };
+            }
+            Some(Poll::Pending) => Self::drop_if_idle(area),
+            None => {}
         }
     }
 
-    /// Drops `slot`'s running future (INTERRUPT or stop) and cancels its operations; the
-    /// request is answered with `outcome` once they are done.
-    fn end_task(cx: &mut Cx<'_>, area: TaskArea, outcome: Outcome) {
+    /// Drops a cancelled task's future once none of its operations is in flight: it then
+    /// waits on something other than the ring, which may never come.
+    fn drop_if_idle(area: TaskArea) {
+        // SAFETY: the caller got `area` for a slot whose header was written.
+        let header = unsafe { area.header() };
+        if let Some(e) = header.acx.cancel_answer() {
+            if header.state.get() == TaskState::Running && header.acx.ops_in_flight() == 0 {
+                // SAFETY: as in `poll_task` (the callers run inside its entry points).
+                unsafe { area.drop_future(Outcome::Error(e)) };
+            }
+        }
+    }
+
+    /// Cancels `slot`'s running task (INTERRUPT: `EINTR`; stop: `EIO`): its operations in
+    /// flight are cancelled and its future keeps running until they end, so whatever it
+    /// owns (descriptors, buffers its operations use) is released by its own code once
+    /// the kernel is done with it; it is dropped as soon as none is in flight. The request
+    /// is answered once the future ended.
+    fn cancel_task(cx: &mut Cx<'_>, area: TaskArea, answer: Errno) {
         // SAFETY: `area` came from `inited_area`.
         let header = unsafe { area.header() };
         let _cur = header.acx.enter(cx);
-        // SAFETY: as in `poll_task`.
-        unsafe { area.drop_future(outcome) };
-        header.acx.cancel_all();
+        header.acx.cancel_request(answer);
+        Self::drop_if_idle(area);
     }
 
     /// Answers `slot`'s request if its future ended and its operations are done.
@@ -1671,7 +1703,7 @@ impl<F: AsyncFilesystem> Filesystem for Async<F> {
             // SAFETY: `area` came from `inited_area`.
             let header = unsafe { area.header() };
             if header.state.get() == TaskState::Running && header.acx.unique() == unique {
-                Self::end_task(cx, area, Outcome::Error(Errno::EINTR));
+                Self::cancel_task(cx, area, Errno::EINTR);
                 self.settle(cx, slot, area);
                 break;
             }
@@ -1689,7 +1721,7 @@ impl<F: AsyncFilesystem> Filesystem for Async<F> {
             // SAFETY: `area` came from `inited_area`.
             let header = unsafe { area.header() };
             match header.state.get() {
-                TaskState::Running => Self::end_task(cx, area, Outcome::Error(Errno::EIO)),
+                TaskState::Running => Self::cancel_task(cx, area, Errno::EIO),
                 TaskState::Ending(_) => {
                     let _cur = header.acx.enter(cx);
                     header.acx.cancel_all();

@@ -174,7 +174,9 @@ impl Cx<'_> {
             crate::ring::IoringAsyncCancelFlags::empty(),
         )
         .user_data(crate::session::user_data(crate::session::KIND_CANCEL, 0));
-        crate::session::push(io.ring, &sqe, self.env.stats)
+        crate::session::push(io.ring, &sqe, self.env.stats)?;
+        self.env.stats.fs_ops_cancelled += 1;
+        Ok(())
     }
 
     /// Submits a ring operation of the filesystem's own. Its completion comes back through

@@ -659,6 +659,9 @@ impl<F: Filesystem> Loop<'_, F> {
             ..Default::default()
         };
         write_prefix(hdr.get_mut(ENT_IN_OUT..).ok_or(Errno::EINVAL)?, &ent).ok_or(Errno::EINVAL)?;
+        if in_aux {
+            self.stats.reply_bytes_copied += payload_len as u64;
+        }
         let cmd = cmd_req(commit_id, qid);
         // SAFETY:
         // - COMMIT_AND_FETCH reads the reply from the entry's registered buffers (slot `i`,
@@ -722,6 +725,7 @@ impl<F: Filesystem> Loop<'_, F> {
         } else {
             let (copy, _) = aux.split_at_mut(payload_sz);
             copy.copy_from_slice(request.get(..payload_sz).unwrap_or_default());
+            self.stats.request_bytes_copied += payload_sz as u64;
             (request, parse_split(in_out, op_in, copy, parse_cfg))
         };
         if let Some(m) = view.meta.get_mut(i) {

@@ -1141,19 +1141,7 @@ impl PerCpuReport {
     pub fn total(&self) -> Stats {
         let mut t = Stats::default();
         for s in &self.loops {
-            t.requests_dev += s.requests_dev;
-            t.requests_uring += s.requests_uring;
-            t.replies += s.replies;
-            t.errors += s.errors;
-            t.deferred += s.deferred;
-            t.interrupts += s.interrupts;
-            t.malformed += s.malformed;
-            t.reply_failures += s.reply_failures;
-            t.notifications += s.notifications;
-            t.notification_errors += s.notification_errors;
-            t.enters += s.enters;
-            t.replies_first += s.replies_first;
-            t.completions += s.completions;
+            t.add(s);
         }
         t
     }

@@ -38,9 +38,64 @@ pub struct Stats {
     pub completions: u64,
     /// Ring operations of the filesystem still in flight.
     pub fs_ops_in_flight: u64,
+    /// Cancels submitted for the filesystem's own ring operations
+    /// ([`Cx::cancel`](crate::Cx::cancel); for an [`AsyncFilesystem`](crate::AsyncFilesystem), those of
+    /// interrupted requests, of a stop, and of operations whose future was dropped).
+    pub fs_ops_cancelled: u64,
+    /// Bytes of requests the library copied before handing them to the filesystem: the
+    /// native transport copies a request payload of at most 512 bytes (a name, a path)
+    /// aside, so that the reply can be built in the payload buffer. WRITE data and other
+    /// larger payloads are never copied.
+    pub request_bytes_copied: u64,
+    /// Bytes of replies the library copied before sending them: under the native
+    /// transport, the reply to a request whose payload was larger than 512 bytes (a
+    /// WRITE's 8-byte `fuse_write_out`) is built beside the payload and copied into the
+    /// payload buffer at commit. READ data is never copied: it is read into the reply
+    /// buffer itself.
+    pub reply_bytes_copied: u64,
 }
 
 impl Stats {
+    /// Adds `other`'s counters to these (one loop's to a total).
+    pub fn add(&mut self, other: &Stats) {
+        let Stats {
+            requests_dev,
+            requests_uring,
+            replies,
+            errors,
+            deferred,
+            interrupts,
+            malformed,
+            reply_failures,
+            notifications,
+            notification_errors,
+            enters,
+            replies_first,
+            completions,
+            fs_ops_in_flight,
+            fs_ops_cancelled,
+            request_bytes_copied,
+            reply_bytes_copied,
+        } = *other;
+        self.requests_dev += requests_dev;
+        self.requests_uring += requests_uring;
+        self.replies += replies;
+        self.errors += errors;
+        self.deferred += deferred;
+        self.interrupts += interrupts;
+        self.malformed += malformed;
+        self.reply_failures += reply_failures;
+        self.notifications += notifications;
+        self.notification_errors += notification_errors;
+        self.enters += enters;
+        self.replies_first += replies_first;
+        self.completions += completions;
+        self.fs_ops_in_flight += fs_ops_in_flight;
+        self.fs_ops_cancelled += fs_ops_cancelled;
+        self.request_bytes_copied += request_bytes_copied;
+        self.reply_bytes_copied += reply_bytes_copied;
+    }
+
     /// All requests received.
     pub fn requests(&self) -> u64 {
         self.requests_dev + self.requests_uring

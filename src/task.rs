@@ -31,8 +31,15 @@
 //!
 //! A slot is handed back to the loop (its reply sent, its buffers reused) only when its
 //! future has completed or been dropped **and** every ring operation it submitted has
-//! completed. An operation whose future is dropped early (an INTERRUPT, a stop, a
-//! `select`) is cancelled and marked orphaned; its slot waits for its completion. So
+//! completed. An INTERRUPT or a stop cancels a request: each of its operations in flight
+//! gets an `IORING_OP_ASYNC_CANCEL`, its future keeps running and sees them end
+//! (`ECANCELED`, or their result if they had completed), new operations fail at once, and
+//! the future is dropped when it ends — or as soon as it has nothing in flight, if it
+//! waits on something else — so what it owns (descriptors, `Rc`s, buffers its operations
+//! use) is released by its own code after the kernel let go of it. The request is then
+//! answered `EINTR` (interrupt) or `EIO` (stop), whatever the future returned
+//! ([`AsyncCx::is_cancelled`]). An operation whose future is dropped early (a `select`)
+//! is cancelled and marked orphaned; its slot waits for its completion. So
 //! anything an operation points at that lives in the slot — the request's names and WRITE
 //! data, the reply buffer a READ fills ([`ReadBuf`]), an operation's scratch space (a
 //! `statx` result) — stays valid until the kernel is done with it. Buffers that live
@@ -57,7 +64,7 @@ use core::time::Duration;
 
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, RenameFlags, ResolveFlags, Statx};
-use rustix::io_uring::{IoringFsyncFlags, IoringTimeoutFlags, open_how};
+use rustix::io_uring::{IoringFsyncFlags, IoringSqeFlags, IoringTimeoutFlags, open_how};
 
 use crate::abi::Errno;
 use crate::attr::NodeId;
@@ -135,6 +142,9 @@ pub struct AsyncCx {
     cur: Cell<*mut Cx<'static>>,
     ops: [OpCell; MAX_OPS],
     in_flight: Cell<u8>,
+    /// Set when the request was interrupted or the session stops: the answer it will get
+    /// (`EINTR`, `EIO`); operations in flight were cancelled and new ones fail.
+    cancelled: Cell<Option<Errno>>,
 }
 
 impl AsyncCx {
@@ -145,6 +155,7 @@ impl AsyncCx {
             cur: Cell::new(core::ptr::null_mut()),
             ops: [const { OpCell::free() }; MAX_OPS],
             in_flight: Cell::new(0),
+            cancelled: Cell::new(None),
         }
     }
 
@@ -177,6 +188,36 @@ impl AsyncCx {
     /// included).
     pub(crate) fn ops_in_flight(&self) -> u8 {
         self.in_flight.get()
+    }
+
+    /// Whether the request was interrupted, or the session is stopping: its operations in
+    /// flight were cancelled (they end with `ECANCELED`, or their result if they had
+    /// completed), new ones fail with `ECANCELED` at once, and whatever the future answers
+    /// the kernel gets `EINTR` (interrupt) or `EIO` (stop). So a future that makes state
+    /// the kernel must learn of (a node it counts a lookup of, an open file handle) checks
+    /// this after its last `.await` and, if set, undoes it instead: nothing can cancel the
+    /// request between that check and the answer.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.get().is_some()
+    }
+
+    /// The answer a cancelled request gets instead of an error.
+    pub(crate) fn cancel_answer(&self) -> Option<Errno> {
+        self.cancelled.get()
+    }
+
+    /// Cancels the request: every operation in flight gets an `IORING_OP_ASYNC_CANCEL`
+    /// (its future stays and sees it end), and none can start any more.
+    pub(crate) fn cancel_request(&self, answer: Errno) {
+        if self.cancelled.get().is_none() {
+            self.cancelled.set(Some(answer));
+        }
+        for (k, cell) in self.ops.iter().enumerate() {
+            if matches!(cell.state.get(), OpState::InFlight | OpState::Orphaned) {
+                let tag = op_tag(self.slot, k);
+                let _ = self.with_cx(|cx| cx.cancel(tag));
+            }
+        }
     }
 
     /// Runs `f` with the loop's context, if the filesystem is running.
@@ -242,6 +283,9 @@ impl AsyncCx {
 
     /// Submits `build(scratch)` as operation `k`.
     fn start(&self, build: impl FnOnce(*mut u64) -> Sqe) -> Result<usize, Errno> {
+        if self.cancelled.get().is_some() {
+            return Err(Errno::ECANCELED);
+        }
         let k = self
             .ops
             .iter()
@@ -288,8 +332,22 @@ impl AsyncCx {
     pub async fn read_at<'b>(
         &self,
         fd: BorrowedFd<'_>,
+        buf: ReadBuf<'b>,
+        offset: u64,
+    ) -> (Result<usize, Errno>, ReadBuf<'b>) {
+        self.read_at_with(fd, buf, offset, IoringSqeFlags::empty())
+            .await
+    }
+
+    /// [`read_at`](Self::read_at) with SQE flags: `IOSQE_ASYNC` sends it to an io-wq
+    /// worker at once instead of trying it inline first (for files whose reads can wait
+    /// inside `io_uring_enter`, such as those of a FUSE filesystem opened `direct_io`).
+    pub async fn read_at_with<'b>(
+        &self,
+        fd: BorrowedFd<'_>,
         mut buf: ReadBuf<'b>,
         offset: u64,
+        flags: IoringSqeFlags,
     ) -> (Result<usize, Errno>, ReadBuf<'b>) {
         let (ptr, len) = (buf.ptr, buf.len);
         // SAFETY:
@@ -301,7 +359,7 @@ impl AsyncCx {
         let target = unsafe { core::slice::from_raw_parts_mut(ptr.as_ptr(), len) };
         // SAFETY: as above: the READ's target stays valid and untouched until its
         // completion is reaped.
-        let sqe = unsafe { Sqe::read(fd, target, offset) };
+        let sqe = unsafe { Sqe::read(fd, target, offset) }.flags(flags);
         let r = self.submit(sqe).await.map(|(n, _)| n as usize);
         if let Ok(n) = r {
             buf.filled = n.min(len);
@@ -321,13 +379,30 @@ impl AsyncCx {
         buf: &B,
         offset: u64,
     ) -> Result<usize, Errno> {
+        self.write_at_with(fd, buf, offset, IoringSqeFlags::empty())
+            .await
+    }
+
+    /// [`write_at`](Self::write_at) with SQE flags (see
+    /// [`read_at_with`](Self::read_at_with)).
+    ///
+    /// # Errors
+    ///
+    /// As for [`write_at`](Self::write_at).
+    pub async fn write_at_with<B: IoBuf + ?Sized>(
+        &self,
+        fd: BorrowedFd<'_>,
+        buf: &B,
+        offset: u64,
+        flags: IoringSqeFlags,
+    ) -> Result<usize, Errno> {
         let bytes = buf.io_bytes();
         // SAFETY:
         // - `bytes` is a slot buffer or `'static` (`IoBuf`'s contract), valid until this
         //   operation's completion is reaped even if this future is dropped first;
         // - the kernel only reads it, and Rust code can only read it too (`IoBuf` hands out
         //   shared bytes while borrowed).
-        let sqe = unsafe { Sqe::write(fd, bytes, offset) };
+        let sqe = unsafe { Sqe::write(fd, bytes, offset) }.flags(flags);
         self.submit(sqe).await.map(|(n, _)| n as usize)
     }
 

@@ -1,8 +1,9 @@
-//! `passthrough`: a real directory mirrored through FUSE, its I/O on the loop's own ring.
+//! `passthrough`: a real directory mirrored through FUSE, written as an
+//! [`ringfuse::AsyncFilesystem`].
 //!
 //! ```text
 //! passthrough SOURCE_DIR MOUNTPOINT [-o OPTIONS] [--transport auto|classic|native]
-//!             [--ttl SECONDS]
+//!             [--ttl SECONDS] [--metadata auto|direct|ring]
 //! ```
 //!
 //! Every operation on MOUNTPOINT maps to SOURCE_DIR. Serves until unmounted or interrupted
@@ -12,91 +13,56 @@
 //! server itself runs as root. `--ttl` (default 1 s) is how long the kernel trusts names
 //! and attributes: changes made in SOURCE_DIR behind the mount's back show after that.
 //!
-//! # One request, one loop
+//! # One request, one future
 //!
-//! A request whose backing operation io_uring can do never blocks the loop: the method
-//! queues the SQE on the loop's ring ([`ringfuse::Cx::submit`]) and defers its reply; the
-//! completion ([`ringfuse::Filesystem::completion`]) queues the next step or resumes the
-//! reply ([`ringfuse::Cx::resume`]) and answers. So a backing file that is slow to read
-//! (a network or FUSE filesystem) delays the requests that touch it, not a `stat` of
-//! another file. Through the ring (opcode in parentheses):
+//! Each handler (`fs.rs`) is an `async fn` that awaits its backing operations on the
+//! loop's own ring ([`ringfuse::AsyncCx`]); while it waits, the loop serves other
+//! requests, so a slow backing file delays only the requests that touch it. The futures
+//! live in the session's slot memory: nothing is allocated per request.
 //!
 //! | request | backing operations |
 //! |---|---|
-//! | LOOKUP | `openat2(parent, name, O_PATH\|O_NOFOLLOW, RESOLVE_BENEATH\|RESOLVE_NO_SYMLINKS)` (OPENAT2), `statx(fd, "")` (STATX) |
-//! | GETATTR | `statx` (STATX) |
-//! | SETATTR | size: `ftruncate` (FTRUNCATE) on the open file or on the node reopened for writing (OPENAT, CLOSE); then `statx` |
-//! | MKDIR / SYMLINK / LINK | `mkdirat` (MKDIRAT) / `symlinkat` (SYMLINKAT) / `linkat(fd, "", AT_EMPTY_PATH)` (LINKAT), then as LOOKUP |
-//! | MKNOD of a regular file | `openat2(O_CREAT\|O_EXCL)`, CLOSE, then as LOOKUP |
-//! | UNLINK / RMDIR / RENAME(2) | `unlinkat` (UNLINKAT) / `renameat2` (RENAMEAT) |
-//! | CREATE | `openat2(O_CREAT\|O_NOFOLLOW, RESOLVE_BENEATH)`, an `O_PATH` reopen (OPENAT), `statx` |
-//! | OPEN / OPENDIR | reopen of the node through `/proc/self/fd/N` (OPENAT) |
-//! | READ | a NOP, then READ at the request's offset straight into the reply buffer |
-//! | WRITE | WRITE at the request's offset |
-//! | FSYNC / FSYNCDIR / FALLOCATE | FSYNC / FSYNC / FALLOCATE |
-//! | RELEASE / RELEASEDIR, FORGET | CLOSE |
-//! | GETXATTR / SETXATTR | GETXATTR / SETXATTR on `/proc/self/fd/N` |
+//! | READ / WRITE | READ into the reply buffer / WRITE from the request's buffer (ring; no copy) |
+//! | FSYNC / FSYNCDIR / FALLOCATE | FSYNC / FSYNC / FALLOCATE (ring) |
+//! | LOOKUP | `openat2(parent, name, O_PATH\|O_NOFOLLOW, RESOLVE_BENEATH\|RESOLVE_NO_SYMLINKS)`, `statx(fd, "")` |
+//! | GETATTR | `statx` |
+//! | SETATTR | size: `ftruncate` on the open file or on the node reopened for writing; mode, owner, times: `fchmodat`, `fchownat`, `utimensat`; then `statx` |
+//! | MKDIR / SYMLINK / LINK / MKNOD | `mkdirat` / `symlinkat` / `linkat(fd, "", AT_EMPTY_PATH)` / `openat2(O_CREAT\|O_EXCL)` or `mknodat`, then as LOOKUP |
+//! | UNLINK / RMDIR / RENAME(2) | `unlinkat` / `renameat2` |
+//! | CREATE | `openat2(O_CREAT\|O_NOFOLLOW, RESOLVE_BENEATH)`, an `O_PATH` reopen, `statx` |
+//! | OPEN / OPENDIR | reopen of the node through `/proc/self/fd/N` |
+//! | READDIR, READLINK, STATFS, xattrs, LSEEK | `getdents64`, `readlinkat`, `fstatvfs`, `*xattr` on `/proc/self/fd/N`, `lseek` (io_uring has no opcode for them) |
 //!
-//! Files of a FUSE backing filesystem get their READ, WRITE and CLOSE sent to an io-wq
-//! worker at once (`IOSQE_ASYNC`): io_uring would otherwise try them inline, and FUSE's
-//! `direct_io` path waits for its server inside the loop's own `io_uring_enter` (see
-//! `io.rs`). Which backing devices are FUSE is read from `/proc/self/mountinfo`, once per
-//! device.
-//!
-//! Blocking syscalls left in the request path, because io_uring (6.18) has no opcode for
-//! them — all metadata calls on local descriptors, none waits for file data: READDIR
-//! (`lseek` + `getdents64`; entry types are the backing `d_type` as it is, `DT_UNKNOWN`
-//! included, so no per-entry stat), READLINK (`readlinkat`, straight into the reply
-//! buffer), SETATTR's mode, owner and times (`fchmodat`, `fchownat`, `utimensat`), MKNOD of
-//! FIFOs, sockets and devices (`mknodat`), STATFS (`fstatvfs`), LISTXATTR / REMOVEXATTR,
-//! LSEEK (`SEEK_DATA`/`SEEK_HOLE`), for non-root callers a `fchownat` of what they create
-//! (the server creates as root) and an `fstat` of the parent (set-group-ID), with kernel
-//! passthrough the `FUSE_DEV_IOC_BACKING_OPEN`/`CLOSE` ioctls (once per node with open
-//! files, not per open), and the `/proc/self/mountinfo` read of a backing device not seen
-//! before. COPY_FILE_RANGE, FLUSH and STATX answer ENOSYS (the kernel then copies through
-//! READ/WRITE, skips flushes and uses GETATTR); locks are left to the kernel.
-//!
-//! # Reads and writes
-//!
-//! A backing READ lands straight in the reply buffer of the deferred READ request
-//! ([`ringfuse::Cx::deferred_buffer`]), which the session keeps reserved until the request
-//! is resumed and answered with `ReplyData::commit(n)`: no copy. The session hands that
-//! buffer out only from a call after the one that deferred the request, so READ first
-//! queues a NOP and submits the backing READ from the NOP's completion (one more CQE per
-//! READ, which is cheaper than copying up to `max_write` bytes). `io.rs` holds the deferred
-//! token while the READ is in flight, so the request cannot be answered — and its buffer
-//! handed back — before the kernel has written it.
-//!
-//! WRITE data is still copied once, into the operation slot's buffer: the filesystem gets
-//! it as a `&[u8]` borrowed for the `write` call only, and the backing WRITE outlives that
-//! call (the library gives no access to a deferred request's data). With `-o passthrough`
-//! there is no copy at all: reads and writes never reach the server.
+//! READ, WRITE, FSYNC and FALLOCATE always go through the ring: they may wait for a
+//! device. The metadata calls (`openat2`, `statx`, `mkdirat`, `unlinkat`, `renameat2`,
+//! `symlinkat`, `linkat`, `ftruncate`) go through the ring when SOURCE_DIR is on a FUSE or
+//! network filesystem, where they may take long, and are made directly otherwise
+//! (`--metadata auto`, the default): on a local filesystem they never wait for a device
+//! (each is on a descriptor or one name in a directory the server holds), and io_uring
+//! would run most of them on an io-wq worker thread, a thread hop each. `--metadata
+//! ring|direct` forces either. Files of a FUSE backing filesystem get their READ, WRITE
+//! and CLOSE sent to an io-wq worker at once (`IOSQE_ASYNC`): FUSE's `direct_io` path
+//! would otherwise wait for its server inside the loop's own `io_uring_enter`.
 //!
 //! # Nodes
 //!
 //! Each node the kernel knows keeps an `O_PATH` descriptor of its backing inode (see
 //! `nodes.rs`): renames never make a node point at another file, no path is walked twice,
-//! and everything is relative to a descriptor inside SOURCE_DIR. Ring operations name
-//! descriptors by number and path-based ones resolve it only when they run, so a request
-//! pins the nodes it uses: a node forgotten meanwhile keeps its descriptor (and number)
-//! until the request is answered.
+//! and everything is relative to a descriptor inside SOURCE_DIR. A request holds the
+//! descriptors it uses (an `Rc`) until it ends.
 //!
-//! # Stopping
+//! # Interrupts and stopping
 //!
-//! The loop ends only once every operation the filesystem queued has completed. When it
-//! starts ending (unmount, abort, SIGINT/SIGTERM), [`ringfuse::Filesystem::stopping`]
-//! cancels every backing operation in flight (`IORING_OP_ASYNC_CANCEL`) and no new one is
-//! queued; waiting requests are answered with the cancelled operation's error. A cancel
-//! interrupts an operation blocked in an interruptible wait — a READ of a FUSE backing
-//! file opened `direct_io`, whose server then gets FUSE_INTERRUPT, or a network
+//! An interrupted request, and every request still running when the session stops
+//! (unmount, abort, SIGINT/SIGTERM), is cancelled by the library: its ring operations get
+//! `IORING_OP_ASYNC_CANCEL` and end early, its future runs to its end and closes what it
+//! opened, and the kernel gets EINTR (EIO at a stop). Handlers that register a node or
+//! an open file check `AsyncCx::is_cancelled` first, so the kernel and the tables agree.
+//! A cancel interrupts an operation blocked in an interruptible wait — a READ of a FUSE
+//! backing file opened `direct_io`, whose server then gets FUSE_INTERRUPT, or a network
 //! filesystem's RPC — but not one in an uninterruptible or killable wait, such as a
-//! buffered READ of a FUSE backing file waiting for its page (`folio_lock_killable`): that
-//! one still holds the exit until it completes.
-//!
-//! # Limits
-//!
-//! Ownership of what non-root callers create is fixed after the fact (`fchownat`), not by
-//! creating with their credentials.
+//! buffered READ of a FUSE backing file waiting for its page: that one still holds the
+//! exit until it completes.
 //!
 //! # Confinement
 //!
@@ -104,36 +70,32 @@
 //! components (never `.`, `..` or containing `/`), looked up with `openat2`'s
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` relative to the parent's descriptor, symlinks
 //! are never followed by the server (`O_NOFOLLOW`; a symlink is a node of its own whose
-//! target READLINK returns verbatim, resolved by the caller's kernel relative to the
-//! mount), CREATE refuses to create through a symlink, and reopening goes through
-//! `/proc/self/fd/N` of a descriptor already inside the tree.
+//! target READLINK returns verbatim), CREATE refuses to create through a symlink, and
+//! reopening goes through `/proc/self/fd/N` of a descriptor already inside the tree.
+//! Ownership of what non-root callers create is fixed after the fact (`fchownat`), not by
+//! creating with their credentials.
 //!
 //! # Kernel passthrough (`-o passthrough`)
 //!
 //! INIT asks for `FUSE_PASSTHROUGH` with `max_stack_depth` 1 (never with
 //! `WRITEBACK_CACHE`, which makes the kernel ignore it). OPEN and CREATE then register the
-//! backing file with [`ringfuse::Cx::backing_open`] and answer with its id
-//! ([`ringfuse::ReplyOpen::opened_passthrough`],
-//! [`ringfuse::ReplyCreate::created_passthrough`]), so READ and WRITE never reach the server
-//! (the exit summary counts those that do). One id per node, shared by its open files and
-//! counted (`handles.rs`, `Backings`): the kernel refuses a passthrough open whose backing
-//! file differs from the one the inode's other open files use, and the id is closed
-//! ([`ringfuse::Cx::backing_close`]) at the RELEASE of the node's last open file.
+//! backing file ([`ringfuse::AsyncCx::backing_open`]) and answer with its id, so READ and
+//! WRITE never reach the server (the exit summary counts those that do). One id per node,
+//! shared by its open files and counted (`handles.rs`, `Backings`): the kernel refuses a
+//! passthrough open whose backing file differs from the one the inode's other open files
+//! use; the id is closed at the RELEASE of the node's last open file.
 //!
 //! If the kernel does not offer it, or refuses the first backing file (EPERM: not granted,
-//! or no CAP_SYS_ADMIN; ELOOP: the source is on a stacked filesystem such as overlayfs or
-//! another passthrough mount; EOPNOTSUPP), the server says so on stderr and serves reads
-//! and writes through the ring. A later refusal for one file serves that file (every open
-//! of its node) through the ring.
+//! or no CAP_SYS_ADMIN; ELOOP: the source is on a stacked filesystem; EOPNOTSUPP), the
+//! server says so on stderr and serves reads and writes through the ring. A later refusal
+//! for one file serves that file (every open of its node) through the ring.
 //!
-//! Layout: `fs.rs` is the [`ringfuse::Filesystem`] (safe code), `io.rs` the memory the
-//! kernel uses and the SQEs pointing at it (the only `unsafe`), `nodes.rs` the node table,
-//! `handles.rs` the open-file tables.
+//! Layout: `fs.rs` is the filesystem, `nodes.rs` the node table, `handles.rs` the
+//! open-file tables. There is no `unsafe` code.
 #![deny(unsafe_code)]
 
 mod fs;
 mod handles;
-mod io;
 mod nodes;
 
 use std::ffi::OsString;
@@ -143,13 +105,14 @@ use std::time::Duration;
 
 use ringfuse::abi::flags::InitFlags;
 use ringfuse::mount::MountOptions;
-use ringfuse::{Config, Session, TransportMode};
+use ringfuse::{Async, Config, Session, TransportMode};
 use rustix::fs::{Mode, OFlags};
 
-use crate::fs::{KernelPassthrough, Options, Passthrough};
+use crate::fs::{KernelPassthrough, Metadata, Options, Passthrough};
 
 const USAGE: &str = "usage: passthrough SOURCE_DIR MOUNTPOINT [-o OPTIONS] \
-                     [--transport auto|classic|native] [--ttl SECONDS]";
+                     [--transport auto|classic|native] [--ttl SECONDS] \
+                     [--metadata auto|direct|ring]";
 
 /// Requests the session holds at once (and operation slots made at start).
 const SLOTS: u16 = 16;
@@ -164,6 +127,8 @@ struct Args {
     passthrough: bool,
     transport: TransportMode,
     ttl: Duration,
+    /// `None`: chosen by the source's filesystem.
+    metadata: Option<Metadata>,
 }
 
 /// Splits a `-o` string at unescaped commas, taking out the options this program handles
@@ -204,6 +169,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
     let mut passthrough = false;
     let mut transport = TransportMode::Auto;
     let mut ttl = Duration::from_secs(1);
+    let mut metadata = None;
     let mut args = args.into_iter();
     let text = |a: OsString| {
         a.into_string()
@@ -236,6 +202,13 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
                 ttl = parse_ttl(&v)?;
             }
             Some(s) if s.starts_with("--ttl=") => ttl = parse_ttl(&s["--ttl=".len()..])?,
+            Some("--metadata") => {
+                let v = text(args.next().ok_or("--metadata needs a value")?)?;
+                metadata = parse_metadata(&v)?;
+            }
+            Some(s) if s.starts_with("--metadata=") => {
+                metadata = parse_metadata(&s["--metadata=".len()..])?;
+            }
             Some(s) if s.starts_with('-') && s.len() > 1 => {
                 return Err(format!("unknown option {s}"));
             }
@@ -255,7 +228,17 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
         passthrough,
         transport,
         ttl,
+        metadata,
     }))
+}
+
+fn parse_metadata(v: &str) -> Result<Option<Metadata>, String> {
+    match v {
+        "auto" => Ok(None),
+        "direct" => Ok(Some(Metadata::Direct)),
+        "ring" => Ok(Some(Metadata::Ring)),
+        _ => Err(format!("--metadata {v}: expected auto, direct or ring")),
+    }
 }
 
 fn parse_transport(v: &str) -> Result<TransportMode, String> {
@@ -274,18 +257,6 @@ fn parse_ttl(v: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("--ttl {v}: out of range"))
 }
 
-/// How many CPUs the kernel may make FUSE queues for (`/sys/devices/system/cpu/possible`,
-/// such as `0-3`): each gets native-transport entries, which are request slots too.
-fn possible_cpus() -> usize {
-    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
-    let last = text
-        .trim()
-        .rsplit([',', '-'])
-        .next()
-        .and_then(|n| n.parse::<usize>().ok());
-    last.map_or(1, |n| n + 1)
-}
-
 /// Raises the descriptor limit to its hard maximum: each node the kernel holds keeps one.
 fn raise_nofile() {
     use rustix::process::{Resource, getrlimit, setrlimit};
@@ -296,6 +267,7 @@ fn raise_nofile() {
     }
 }
 
+#[allow(clippy::too_many_lines)] // setup, serving and the exit report, read top to bottom
 fn run(args: &Args) -> Result<(), String> {
     let root = rustix::fs::open(
         &args.source,
@@ -307,14 +279,19 @@ fn run(args: &Args) -> Result<(), String> {
     rustix::process::umask(Mode::empty());
     raise_nofile();
     let config = Config::default().transport(args.transport).slots(SLOTS);
-    let slots = usize::from(SLOTS) + possible_cpus() * usize::from(config.queue_depth);
+    let metadata =
+        args.metadata
+            .unwrap_or(if fs::slow_filesystem(rustix::fd::AsFd::as_fd(&root)) {
+                Metadata::Ring
+            } else {
+                Metadata::Direct
+            });
     let fs = Passthrough::new(
         root,
         Options {
             ttl: args.ttl,
             passthrough: args.passthrough,
-            slots,
-            data_len: config.max_write as usize,
+            metadata,
         },
     )
     .map_err(|e| format!("setting up: {e}"))?;
@@ -328,8 +305,8 @@ fn run(args: &Args) -> Result<(), String> {
     for o in &args.options {
         opts.parse_opts(o).map_err(|e| format!("-o {o}: {e}"))?;
     }
-    let mut session =
-        Session::new(fs, args.mountpoint.as_path(), &opts, config).map_err(|e| e.to_string())?;
+    let mut session = Session::new(Async::new(fs), args.mountpoint.as_path(), &opts, config)
+        .map_err(|e| e.to_string())?;
     println!(
         "passthrough: mirroring {} on {}{}; Ctrl-C or `umount {}` to stop",
         args.source.display(),
@@ -343,31 +320,32 @@ fn run(args: &Args) -> Result<(), String> {
     );
     let result = session.run();
     let stats = session.stats();
-    let fs = session.filesystem();
+    let fs = session.filesystem().get();
     let c = fs.counters();
     let granted = session
         .negotiated()
         .is_some_and(|n| n.has(InitFlags::PASSTHROUGH));
     let kernel = fs.kernel_passthrough();
+    let (reads, writes) = (c.reads.get(), c.writes.get());
     println!(
-        "passthrough: served {} requests over the {:?} transport ({} READ, {} WRITE); {} ring \
-         operations, {} blocking calls, {} cancelled at stop, {} slots added; \
-         FUSE_PASSTHROUGH in the INIT answer: {}; kernel passthrough: {}",
+        "passthrough: served {} requests over the {:?} transport ({reads} READ, {writes} \
+         WRITE; metadata {metadata:?}); {} ring operations cancelled; bytes copied: {} of \
+         requests, {} of replies; FUSE_PASSTHROUGH in the INIT answer: {}; kernel \
+         passthrough: {}",
         stats.requests(),
         session.transport(),
-        c.reads,
-        c.writes,
-        c.ring_ops,
-        c.blocking,
-        c.cancelled,
-        c.slots_added,
+        stats.fs_ops_cancelled,
+        stats.request_bytes_copied,
+        stats.reply_bytes_copied,
         if granted { "yes" } else { "no" },
         match kernel {
             KernelPassthrough::Off => "not asked for".to_owned(),
             KernelPassthrough::Asked => "granted at INIT, no file opened".to_owned(),
             KernelPassthrough::On => format!(
                 "on ({} opens, {} backing ids registered, {} closed)",
-                c.passthrough_opens, c.backing_opened, c.backing_closed
+                c.passthrough_opens.get(),
+                c.backing_opened.get(),
+                c.backing_closed.get()
             ),
             KernelPassthrough::Refused(None) => "not offered by the kernel".to_owned(),
             KernelPassthrough::Refused(Some(e)) => format!("refused by the kernel ({e:?})"),
@@ -375,8 +353,9 @@ fn run(args: &Args) -> Result<(), String> {
     );
     // The same, for scripts and tests.
     println!(
-        "passthrough-counters: kernel={} reads={} writes={} passthrough_opens={} \
-         backing_opened={} backing_closed={} backing_left={} cancelled={}",
+        "passthrough-counters: kernel={} reads={reads} writes={writes} passthrough_opens={} \
+         backing_opened={} backing_closed={} backing_left={} cancelled={} \
+         request_bytes_copied={} reply_bytes_copied={}",
         match kernel {
             KernelPassthrough::Off => "off",
             KernelPassthrough::Asked => "asked",
@@ -384,13 +363,13 @@ fn run(args: &Args) -> Result<(), String> {
             KernelPassthrough::Refused(None) => "not-offered",
             KernelPassthrough::Refused(Some(_)) => "refused",
         },
-        c.reads,
-        c.writes,
-        c.passthrough_opens,
-        c.backing_opened,
-        c.backing_closed,
+        c.passthrough_opens.get(),
+        c.backing_opened.get(),
+        c.backing_closed.get(),
         fs.backing_ids(),
-        c.cancelled,
+        stats.fs_ops_cancelled,
+        stats.request_bytes_copied,
+        stats.reply_bytes_copied,
     );
     result.map_err(|e| e.to_string())
 }
@@ -452,6 +431,11 @@ mod tests {
         assert!(args(&["/s", "/m", "/x"]).is_err());
         assert!(args(&["/s", "/m", "--ttl", "-1"]).is_err());
         assert!(args(&["/s", "/m", "-x"]).is_err());
+        let a = args(&["/s", "/m", "--metadata", "ring"]).unwrap().unwrap();
+        assert_eq!(a.metadata, Some(Metadata::Ring));
+        let a = args(&["/s", "/m", "--metadata=auto"]).unwrap().unwrap();
+        assert_eq!(a.metadata, None);
+        assert!(args(&["/s", "/m", "--metadata", "x"]).is_err());
     }
 
     #[test]
@@ -462,10 +446,5 @@ mod tests {
             ("fsname=a\\,b,ro".to_owned(), true)
         );
         assert_eq!(split_options(",,ro,"), ("ro".to_owned(), false));
-    }
-
-    #[test]
-    fn cpus() {
-        assert!(possible_cpus() >= 1);
     }
 }

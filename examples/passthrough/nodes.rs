@@ -15,16 +15,16 @@
 //! (fuse-protocol.md §4.5). Two names of one inode (hard links) are one node: the table is
 //! also keyed by `(st_dev, st_ino)`.
 //!
-//! Ring operations name a node's descriptor by its number, and path-based ones (OPENAT2,
-//! STATX, MKDIRAT, the `/proc/self/fd/N` reopens...) look the number up only when they
-//! run, possibly later on an io-wq thread. So a request pins the nodes it uses until it is
-//! answered: a node forgotten meanwhile (FORGET can follow an interrupted request at once)
-//! keeps its descriptor open until the last pin goes, and its number cannot be reused for
-//! another file under an operation in flight.
+//! A request that uses a node holds a clone of its descriptor's `Rc` for as long as it
+//! runs, so a node forgotten meanwhile (FORGET can follow an interrupted request at once)
+//! keeps its descriptor open, and its number cannot be reused for another file, until the
+//! last request using it has ended — which is after its ring operations completed (an
+//! interrupted request's future runs until they have).
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
-use rustix::fd::{AsFd as _, BorrowedFd, OwnedFd};
+use rustix::fd::OwnedFd;
 
 /// The root's node id.
 pub(crate) const ROOT: u64 = 1;
@@ -32,12 +32,10 @@ pub(crate) const ROOT: u64 = 1;
 /// A backing inode the kernel knows.
 #[derive(Debug)]
 struct Node {
-    fd: OwnedFd,
+    fd: Rc<OwnedFd>,
     key: (u64, u64),
     nlookup: u64,
     generation: u64,
-    /// Requests in flight that use the descriptor.
-    pins: u32,
 }
 
 #[derive(Debug)]
@@ -52,7 +50,7 @@ enum Slot {
 /// The node table.
 #[derive(Debug)]
 pub(crate) struct Nodes {
-    root: OwnedFd,
+    root: Rc<OwnedFd>,
     slots: Vec<Slot>,
     free: Vec<usize>,
     by_key: HashMap<(u64, u64), usize>,
@@ -63,7 +61,7 @@ impl Nodes {
     /// for `capacity` nodes before it grows.
     pub(crate) fn new(root: OwnedFd, capacity: usize) -> Self {
         Self {
-            root,
+            root: Rc::new(root),
             slots: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             by_key: HashMap::with_capacity(capacity),
@@ -81,12 +79,12 @@ impl Nodes {
         }
     }
 
-    /// The descriptor of node `id`.
-    pub(crate) fn fd(&self, id: u64) -> Option<BorrowedFd<'_>> {
+    /// The descriptor of node `id`, shared with the table.
+    pub(crate) fn fd(&self, id: u64) -> Option<Rc<OwnedFd>> {
         if id == ROOT {
-            return Some(self.root.as_fd());
+            return Some(Rc::clone(&self.root));
         }
-        self.node(id).map(|n| n.fd.as_fd())
+        self.node(id).map(|n| Rc::clone(&n.fd))
     }
 
     /// The backing device (`st_dev`) of node `id` (not the root).
@@ -116,11 +114,10 @@ impl Nodes {
             None => (self.slots.len(), 1),
         };
         let node = Slot::Used(Node {
-            fd,
+            fd: Rc::new(fd),
             key,
             nlookup: 1,
             generation,
-            pins: 0,
         });
         if i == self.slots.len() {
             self.slots.push(node);
@@ -131,66 +128,26 @@ impl Nodes {
         (i as u64 + 2, generation, None)
     }
 
-    /// The kernel drops `n` lookups of `id`; at zero the node goes and its descriptor is
-    /// returned, to be closed — unless a request still pins it: then it goes at the last
-    /// [`unpin`](Self::unpin). The root is never forgotten.
-    pub(crate) fn forget(&mut self, id: u64, n: u64) -> Option<OwnedFd> {
-        let i = Self::index(id)?;
+    /// The kernel drops `n` lookups of `id`; at zero the node goes, and its descriptor
+    /// closes once no request uses it any more. The root is never forgotten.
+    pub(crate) fn forget(&mut self, id: u64, n: u64) {
+        let Some(i) = Self::index(id) else { return };
         let Some(Slot::Used(node)) = self.slots.get_mut(i) else {
-            return None;
+            return;
         };
         node.nlookup = node.nlookup.saturating_sub(n);
         if node.nlookup > 0 {
-            return None;
+            return;
         }
-        // New lookups of the inode make a new node from now on.
         let key = node.key;
+        let next = node.generation.wrapping_add(1);
         if self.by_key.get(&key) == Some(&i) {
             self.by_key.remove(&key);
         }
-        if node.pins > 0 {
-            return None;
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = Slot::Free { generation: next };
         }
-        self.free_slot(i)
-    }
-
-    /// A request in flight uses node `id`'s descriptor; false (nothing pinned) for the
-    /// root and unknown nodes.
-    pub(crate) fn pin(&mut self, id: u64) -> bool {
-        if let Some(Slot::Used(n)) = Self::index(id).and_then(|i| self.slots.get_mut(i)) {
-            n.pins += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// A request that pinned `id` is answered; returns the descriptor to close if the node
-    /// was forgotten meanwhile and this was its last pin.
-    pub(crate) fn unpin(&mut self, id: u64) -> Option<OwnedFd> {
-        let i = Self::index(id)?;
-        let Some(Slot::Used(n)) = self.slots.get_mut(i) else {
-            return None;
-        };
-        n.pins = n.pins.saturating_sub(1);
-        if n.pins > 0 || n.nlookup > 0 {
-            return None;
-        }
-        self.free_slot(i)
-    }
-
-    /// Frees slot `i` (its node is forgotten and unpinned); returns its descriptor.
-    fn free_slot(&mut self, i: usize) -> Option<OwnedFd> {
-        let slot = self.slots.get_mut(i)?;
-        let Slot::Used(node) = slot else {
-            return None;
-        };
-        let next = node.generation.wrapping_add(1);
-        let Slot::Used(node) = std::mem::replace(slot, Slot::Free { generation: next }) else {
-            return None;
-        };
         self.free.push(i);
-        Some(node.fd)
     }
 
     /// How many nodes besides the root the kernel holds.
@@ -228,50 +185,47 @@ mod tests {
         assert_eq!(t.nlookup(a), Some(2));
         let (b, _, _) = t.add_lookup(fd(), (1, 11));
         assert_eq!(b, 3);
-        assert!(t.forget(a, 1).is_none());
+        t.forget(a, 1);
         assert!(t.fd(a).is_some());
-        assert!(t.forget(a, 1).is_some());
+        t.forget(a, 1);
         assert!(t.fd(a).is_none());
         assert_eq!(t.len(), 1);
         // The slot comes back with the next generation, for another inode.
         let (c, gc, _) = t.add_lookup(fd(), (1, 12));
         assert_eq!((c, gc), (a, ga + 1));
         // Forgetting unknown nodes or the root does nothing.
-        assert!(t.forget(ROOT, 1).is_none());
-        assert!(t.forget(99, 1).is_none());
-        assert!(t.forget(0, 1).is_none());
+        t.forget(ROOT, 1);
+        t.forget(99, 1);
+        t.forget(0, 1);
+        assert!(t.fd(ROOT).is_some());
         assert!(t.fd(99).is_none());
     }
 
     #[test]
-    fn a_pinned_node_outlives_its_forget() {
+    fn a_descriptor_in_use_outlives_its_forget() {
         let mut table = Nodes::new(fd(), 2);
-        let (old, generation, _) = table.add_lookup(fd(), (3, 3));
-        assert!(table.pin(old));
-        assert!(table.pin(old));
-        assert!(table.forget(old, 1).is_none(), "pinned: kept");
-        assert!(table.fd(old).is_some());
-        // A new lookup of the same inode gets a new node meanwhile.
-        let (new, _, extra) = table.add_lookup(fd(), (3, 3));
-        assert_ne!(old, new);
-        assert!(extra.is_none());
-        assert!(table.unpin(old).is_none());
-        assert!(table.unpin(old).is_some(), "last pin: closed");
+        let (old, _, _) = table.add_lookup(fd(), (3, 3));
+        let held = table.fd(old).unwrap();
+        table.forget(old, 1);
         assert!(table.fd(old).is_none());
-        let (reused, next, _) = table.add_lookup(fd(), (4, 4));
-        assert_eq!((reused, next), (old, generation + 1));
-        // Pins of a node the kernel still knows free nothing; the root is never pinned.
-        assert!(table.pin(new));
-        assert!(table.unpin(new).is_none());
-        assert!(!table.pin(ROOT));
-        assert!(!table.pin(99));
+        // Still open for the request holding it: its number is not reused.
+        assert!(rustix::fs::fstat(&*held).is_ok());
+        let (new, _, extra) = table.add_lookup(fd(), (3, 3));
+        assert!(extra.is_none(), "a new lookup makes a new node");
+        assert_eq!(new, old, "the slot is free again");
+        assert_ne!(
+            rustix::fd::AsRawFd::as_raw_fd(&*held),
+            rustix::fd::AsRawFd::as_raw_fd(&*table.fd(new).unwrap())
+        );
     }
 
     #[test]
     fn forget_more_than_counted_frees_once() {
         let mut t = Nodes::new(fd(), 0);
         let (a, _, _) = t.add_lookup(fd(), (2, 2));
-        assert!(t.forget(a, 5).is_some());
-        assert!(t.forget(a, 1).is_none());
+        t.forget(a, 5);
+        t.forget(a, 1);
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.free.len(), 1);
     }
 }

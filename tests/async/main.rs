@@ -67,6 +67,9 @@ struct Counters {
     pipe_reads: AtomicU64,
     data_reads: AtomicU64,
     data_writes: AtomicU64,
+    /// Pipe reads whose future saw its backing read end with `ECANCELED`: a cancelled
+    /// request's future runs to its end (and could release what it holds).
+    pipe_cancels_seen: AtomicU64,
 }
 
 struct Backed {
@@ -190,6 +193,11 @@ impl AsyncFilesystem for Backed {
                 self.counters.pipe_reads.fetch_add(1, Ordering::SeqCst);
                 // Offset -1: a pipe has no position to read at.
                 let (r, _buf) = cx.read_at(self.pipe.as_fd(), buf, u64::MAX).await;
+                if r == Err(Errno::ECANCELED) && cx.is_cancelled() {
+                    self.counters
+                        .pipe_cancels_seen
+                        .fetch_add(1, Ordering::SeqCst);
+                }
                 r
             }
             _ => Err(Errno::EBADF),
@@ -538,6 +546,11 @@ fn a_killed_reader_is_let_go_and_its_backing_read_cancelled() {
         assert!(!exit.success(), "{mode:?}: {exit:?}");
         // The backing read was cancelled: bytes written now stay in the pipe.
         assert_pipe_holds(&mut m, b"0123456789", mode);
+        assert_eq!(
+            m.counters.pipe_cancels_seen.load(Ordering::SeqCst),
+            1,
+            "{mode:?}: the future did not run to its end after the cancel"
+        );
         // The slot is usable again, and the mount works.
         assert_eq!(std::fs::read(m.path("data")).unwrap(), b"still here");
         let stats = m.finish();
