@@ -1722,9 +1722,10 @@ impl<F: AsyncFilesystem> Filesystem for Async<F> {
             let header = unsafe { area.header() };
             match header.state.get() {
                 TaskState::Running => Self::cancel_task(cx, area, Errno::EIO),
+                // The future ended; the operations left are orphans: cancel them too.
                 TaskState::Ending(_) => {
                     let _cur = header.acx.enter(cx);
-                    header.acx.cancel_all();
+                    header.acx.cancel_request(Errno::EIO);
                 }
                 TaskState::Empty => {}
             }

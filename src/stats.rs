@@ -39,8 +39,9 @@ pub struct Stats {
     /// Ring operations of the filesystem still in flight.
     pub fs_ops_in_flight: u64,
     /// Cancels submitted for the filesystem's own ring operations
-    /// ([`Cx::cancel`](crate::Cx::cancel); for an [`AsyncFilesystem`](crate::AsyncFilesystem), those of
-    /// interrupted requests, of a stop, and of operations whose future was dropped).
+    /// ([`Cx::cancel`](crate::Cx::cancel); for an
+    /// [`AsyncFilesystem`](crate::AsyncFilesystem), those of interrupted requests, of a
+    /// stop, and of operations whose future was dropped).
     pub fs_ops_cancelled: u64,
     /// Bytes of requests the library copied before handing them to the filesystem: the
     /// native transport copies a request payload of at most 512 bytes (a name, a path)

@@ -269,18 +269,6 @@ impl AsyncCx {
         }
     }
 
-    /// Cancels every operation still in flight (the future was dropped; they are orphans
-    /// now, or will be once their futures drop).
-    pub(crate) fn cancel_all(&self) {
-        for (k, cell) in self.ops.iter().enumerate() {
-            if matches!(cell.state.get(), OpState::InFlight | OpState::Orphaned) {
-                cell.state.set(OpState::Orphaned);
-                let tag = op_tag(self.slot, k);
-                let _ = self.with_cx(|cx| cx.cancel(tag));
-            }
-        }
-    }
-
     /// Submits `build(scratch)` as operation `k`.
     fn start(&self, build: impl FnOnce(*mut u64) -> Sqe) -> Result<usize, Errno> {
         if self.cancelled.get().is_some() {

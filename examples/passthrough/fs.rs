@@ -32,6 +32,8 @@ use crate::nodes::{Nodes, ROOT};
 
 /// Largest extended attribute value (`XATTR_SIZE_MAX`).
 const XATTR_SIZE_MAX: usize = 64 * 1024;
+/// Where a descriptor's path is, for the calls that take only paths.
+const PROC_FD: &str = "/proc/self/fd/";
 
 /// How metadata operations (open, stat, mkdir, unlink, rename, symlink, link, truncate)
 /// reach the backing filesystem.
@@ -125,7 +127,7 @@ struct Owner {
 pub(crate) struct Passthrough {
     nodes: RefCell<Nodes>,
     files: RefCell<Handles<Rc<File>>>,
-    dirs: RefCell<Handles<OwnedFd>>,
+    dirs: RefCell<Handles<Rc<OwnedFd>>>,
     /// `/proc/self/fd`, to reopen a node's descriptor with real access modes.
     procfd: OwnedFd,
     ttl: Duration,
@@ -248,18 +250,14 @@ fn backing_flags(flags: u32) -> OFlags {
     )
 }
 
-/// `N` for descriptor `fd`, NUL-terminated, in `buf` (a name in `/proc/self/fd`).
-fn fd_name<'b>(buf: &'b mut [u8; 16], fd: BorrowedFd<'_>) -> &'b CStr {
+/// `prefix` then the number of descriptor `fd`, NUL-terminated, in `buf`: its name in
+/// `/proc/self/fd` (`prefix` empty), or its path there (for the path-only xattr calls).
+fn fd_name<'b>(buf: &'b mut [u8; 32], prefix: &str, fd: BorrowedFd<'_>) -> &'b CStr {
     use std::io::Write as _;
     let raw = rustix::fd::AsRawFd::as_raw_fd(&fd);
     let mut w = &mut buf[..];
-    let _ = write!(w, "{raw}\0");
+    let _ = write!(w, "{prefix}{raw}\0");
     CStr::from_bytes_until_nul(buf).unwrap_or(c"")
-}
-
-/// `/proc/self/fd/N` for `fd` (for the path-only calls: xattrs).
-fn fd_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
-    format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&fd)).into()
 }
 
 /// A metadata operation: awaited on the ring, or made directly (see [`Metadata`]).
@@ -362,8 +360,8 @@ impl Passthrough {
         fd: BorrowedFd<'_>,
         flags: OFlags,
     ) -> Result<OwnedFd, Errno> {
-        let mut buf = [0; 16];
-        let name = fd_name(&mut buf, fd);
+        let mut buf = [0; 32];
+        let name = fd_name(&mut buf, "", fd);
         let (proc, flags) = (self.procfd.as_fd(), flags | OFlags::CLOEXEC);
         let none = ResolveFlags::empty();
         meta!(
@@ -463,8 +461,8 @@ impl Passthrough {
     /// utimensat).
     fn set_meta(&self, fd: BorrowedFd<'_>, set: &SetAttr) -> Result<(), Errno> {
         if let Some(mode) = set.mode {
-            let mut buf = [0; 16];
-            let name = fd_name(&mut buf, fd);
+            let mut buf = [0; 32];
+            let name = fd_name(&mut buf, "", fd);
             let mode = Mode::from_raw_mode(mode & 0o7777);
             rustix::fs::chmodat(&self.procfd, name, mode, AtFlags::empty()).map_err(errno)?;
         }
@@ -886,7 +884,7 @@ impl AsyncFilesystem for Passthrough {
         if cx.is_cancelled() {
             return Err(Errno::EINTR);
         }
-        Ok(Opened::new(self.dirs.borrow_mut().insert(dir)))
+        Ok(Opened::new(self.dirs.borrow_mut().insert(Rc::new(dir))))
     }
 
     async fn readdir(
@@ -939,14 +937,7 @@ impl AsyncFilesystem for Passthrough {
         fh: u64,
         datasync: bool,
     ) -> Result<(), Errno> {
-        // The fsync runs on the ring, so the table is not borrowed across it: a second
-        // descriptor of the directory (`dup`, no I/O).
-        let fd = self
-            .dirs
-            .borrow()
-            .get(fh)
-            .ok_or(Errno::EBADF)
-            .and_then(|d| rustix::io::dup(d).map_err(errno))?;
+        let fd = self.dirs.borrow().get(fh).cloned().ok_or(Errno::EBADF)?;
         cx.fsync(fd.as_fd(), datasync).await
     }
 
@@ -977,9 +968,10 @@ impl AsyncFilesystem for Passthrough {
         value: &[u8],
         flags: u32,
     ) -> Result<(), Errno> {
-        let path = fd_path(self.node(node)?.as_fd());
+        let mut buf = [0; 32];
+        let path = fd_name(&mut buf, PROC_FD, self.node(node)?.as_fd());
         let flags = XattrFlags::from_bits_retain(flags);
-        rustix::fs::setxattr(&path, name, value, flags).map_err(errno)
+        rustix::fs::setxattr(path, name, value, flags).map_err(errno)
     }
 
     async fn getxattr(
@@ -989,10 +981,11 @@ impl AsyncFilesystem for Passthrough {
         name: &CStr,
         out: &mut XattrOut<'_>,
     ) -> Result<(), Errno> {
-        let path = fd_path(self.node(node)?.as_fd());
-        let mut buf = self.xbuf.borrow_mut();
-        let n = rustix::fs::getxattr(&path, name, &mut buf[..]).map_err(errno)?;
-        out.set(buf.get(..n).unwrap_or_default());
+        let mut buf = [0; 32];
+        let path = fd_name(&mut buf, PROC_FD, self.node(node)?.as_fd());
+        let mut value = self.xbuf.borrow_mut();
+        let n = rustix::fs::getxattr(path, name, &mut value[..]).map_err(errno)?;
+        out.set(value.get(..n).unwrap_or_default());
         Ok(())
     }
 
@@ -1002,16 +995,18 @@ impl AsyncFilesystem for Passthrough {
         node: NodeId,
         out: &mut XattrOut<'_>,
     ) -> Result<(), Errno> {
-        let path = fd_path(self.node(node)?.as_fd());
-        let mut buf = self.xbuf.borrow_mut();
-        let n = rustix::fs::listxattr(&path, &mut buf[..]).map_err(errno)?;
-        out.set(buf.get(..n).unwrap_or_default());
+        let mut buf = [0; 32];
+        let path = fd_name(&mut buf, PROC_FD, self.node(node)?.as_fd());
+        let mut value = self.xbuf.borrow_mut();
+        let n = rustix::fs::listxattr(path, &mut value[..]).map_err(errno)?;
+        out.set(value.get(..n).unwrap_or_default());
         Ok(())
     }
 
     async fn removexattr(&self, _cx: &AsyncCx, node: NodeId, name: &CStr) -> Result<(), Errno> {
-        let path = fd_path(self.node(node)?.as_fd());
-        rustix::fs::removexattr(&path, name).map_err(errno)
+        let mut buf = [0; 32];
+        let path = fd_name(&mut buf, PROC_FD, self.node(node)?.as_fd());
+        rustix::fs::removexattr(path, name).map_err(errno)
     }
 
     async fn create(
@@ -1118,16 +1113,17 @@ mod tests {
     #[test]
     fn descriptor_names() {
         let f = std::fs::File::open("/").unwrap();
-        let mut buf = [0; 16];
+        let mut buf = [0; 32];
         let raw = rustix::fd::AsRawFd::as_raw_fd(&f);
         assert_eq!(
-            fd_name(&mut buf, f.as_fd()).to_str().unwrap(),
-            raw.to_string()
+            fd_name(&mut buf, "", f.as_fd()).to_str(),
+            Ok(&*raw.to_string())
         );
-        assert_eq!(
-            fd_path(f.as_fd()),
-            std::path::PathBuf::from(format!("/proc/self/fd/{raw}"))
-        );
+        let path = fd_name(&mut buf, PROC_FD, f.as_fd())
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(path, format!("/proc/self/fd/{raw}"));
     }
 
     #[test]
