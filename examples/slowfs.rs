@@ -35,6 +35,10 @@ use ringfuse::{
     NodeId, Opened, ReadBuf, Session, Timestamp, TransportMode,
 };
 
+#[path = "common/pattern.rs"]
+mod pattern;
+use pattern::fill_pattern;
+
 const USAGE: &str = "usage: slowfs MOUNTPOINT [--backing FILE] [--size BYTES] \
                      [--latency-us N] [--slots N] [--transport auto|classic|native]";
 const DATA: NodeId = NodeId(2);
@@ -134,9 +138,7 @@ impl AsyncFilesystem for SlowFs {
             return cx.read_at(file.as_fd(), buf, offset).await.0;
         }
         let n = buf.len();
-        for (k, b) in buf.bytes_mut().iter_mut().enumerate() {
-            *b = ((offset + k as u64) % 251) as u8;
-        }
+        fill_pattern(buf.bytes_mut(), offset);
         Ok(n)
     }
 

@@ -390,13 +390,16 @@ impl<F: Filesystem> Loop<'_, F> {
                     told_stopping = true;
                     self.tell_stopping(&mut resumed);
                 }
-                if resumed > 0 {
-                    resumed = 0;
-                    self.send_resumed(&mut slots);
-                }
                 if end.is_some() && slots.reads > 0 {
                     self.cancel_all(&slots);
                 }
+            }
+            // Once per pass, not per completion: `send_resumed` looks at every slot, and a
+            // pass may reap dozens of completions that each resume one (a batch of timers
+            // expiring: 7 % of the loop's CPU went into these scans at 128 slots).
+            if resumed > 0 {
+                resumed = 0;
+                self.send_resumed(&mut slots);
             }
             if end == Some(End::Unmounted) && stop_armed {
                 // The device is gone; stop watching the event so nothing stays in flight.
@@ -924,10 +927,10 @@ impl<F: Filesystem> Loop<'_, F> {
                     }
                     _ => {}
                 }
-                if resumed > 0 {
-                    resumed = 0;
-                    self.send_resumed(&mut slots);
-                }
+            }
+            if resumed > 0 {
+                resumed = 0;
+                self.send_resumed(&mut slots);
             }
         }
     }

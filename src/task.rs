@@ -56,6 +56,7 @@ use core::cell::{Cell, UnsafeCell};
 use core::ffi::CStr;
 use core::future::Future;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -105,8 +106,10 @@ struct OpCell {
     res: Cell<i32>,
     flags: Cell<u32>,
     /// Written by the kernel while the operation runs (through a pointer in its SQE), read
-    /// by the operation's future once it completed; never borrowed across either.
-    scratch: UnsafeCell<[u64; SCRATCH_WORDS]>,
+    /// by the operation's future once it completed; never borrowed across either. Left
+    /// uninitialized when a request starts (8 × 256 bytes less to zero per request): an
+    /// operation that uses it writes it whole first (`build_openat2`, `build_statx`).
+    scratch: UnsafeCell<MaybeUninit<[u64; SCRATCH_WORDS]>>,
 }
 
 impl OpCell {
@@ -115,7 +118,7 @@ impl OpCell {
             state: Cell::new(OpState::Free),
             res: Cell::new(0),
             flags: Cell::new(0),
-            scratch: UnsafeCell::new([0; SCRATCH_WORDS]),
+            scratch: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }
 }
@@ -830,6 +833,11 @@ fn build_statx(args: &Args, scratch: *mut u64) -> Sqe {
         return Sqe::nop();
     };
     let out = scratch.cast::<Statx>();
+    // SAFETY: `scratch` is this operation's 256-byte, 8-aligned scratch space, which only
+    // it uses until its completion: zeroed here (it starts uninitialized), so the `&mut`
+    // below and the read after the completion see initialized bytes whatever the kernel
+    // writes (all of it on success, nothing on failure).
+    unsafe { scratch.write_bytes(0, SCRATCH_WORDS) };
     // SAFETY:
     // - `out` is this operation's scratch space (256 bytes = `size_of::<Statx>()`,
     //   8-aligned), valid until the completion is reaped even if the future is dropped

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! ringfuse-latency run [--secs S] [--reps N] [--latency-us U] [--out DIR] [--targets A,B]
+//!                      [--placement unpinned|split]
 //! ringfuse-latency serve-fuser THREADS MOUNTPOINT LATENCY_US
 //! ```
 //!
@@ -21,13 +22,20 @@
 //! `FOPEN_DIRECT_IO`. All targets are mounted at once and measured interleaved: for each
 //! repetition, each iodepth, each target in turn. The report gives medians (with min–max)
 //! of ops/s and of the server's CPU (user + system time of all its threads over the run,
-//! from `/proc/PID/stat`, as a share of one CPU), unpinned.
+//! from `/proc/PID/stat`, as a share of one CPU). Placement: `unpinned` (default: the
+//! scheduler chooses, and it tends to put fio and a one-thread server on the same CPU, since
+//! each wakes the other) or `split` (every server thread on CPU 1, fio on CPU 0, through
+//! `taskset`).
 
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../../examples/common/pattern.rs"]
+mod pattern;
+use pattern::fill_pattern;
 
 const FILE_SIZE: u64 = 64 << 20;
 const DEPTHS: [u32; 3] = [1, 16, 64];
@@ -40,7 +48,7 @@ fn main() -> ExitCode {
         Some("serve-fuser") => serve_fuser(&args[1..]),
         _ => Err(
             "usage: ringfuse-latency run [--secs S] [--reps N] [--latency-us U] \
-                  [--out DIR] [--targets A,B] | serve-fuser THREADS MOUNTPOINT LATENCY_US"
+                  [--out DIR] [--targets A,B] [--placement unpinned|split] | serve-fuser THREADS MOUNTPOINT LATENCY_US"
                 .into(),
         ),
     };
@@ -56,6 +64,7 @@ fn main() -> ExitCode {
 // ---- the fuser server ----------------------------------------------------------------------
 
 mod fu {
+    use super::fill_pattern;
     use std::ffi::OsStr;
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -140,7 +149,8 @@ mod fu {
         ) {
             std::thread::sleep(self.latency);
             let n = self.size.saturating_sub(offset).min(u64::from(size));
-            let data: Vec<u8> = (0..n).map(|k| ((offset + k) % 251) as u8).collect();
+            let mut data = vec![0; n as usize];
+            fill_pattern(&mut data, offset);
             reply.data(&data);
         }
     }
@@ -202,12 +212,31 @@ fn clk_tck() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
-fn start(name: &str, dir: &Path, slowfs: &Path, latency_us: u64) -> Result<Server, String> {
+/// `program` run on `cpu` only (through `taskset`, which execs it: the pid stays the
+/// program's), or anywhere.
+fn on_cpu(program: &Path, cpu: Option<u32>) -> Command {
+    match cpu {
+        Some(n) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &n.to_string()]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+fn start(
+    name: &str,
+    dir: &Path,
+    slowfs: &Path,
+    latency_us: u64,
+    cpu: Option<u32>,
+) -> Result<Server, String> {
     let mnt = dir.join(name);
     std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
     let mut cmd = match name {
         "rf-native" | "rf-classic" => {
-            let mut c = Command::new(slowfs);
+            let mut c = on_cpu(slowfs, cpu);
             c.arg(&mnt)
                 .args(["--latency-us", &latency_us.to_string()])
                 .args(["--size", &FILE_SIZE.to_string()])
@@ -223,7 +252,8 @@ fn start(name: &str, dir: &Path, slowfs: &Path, latency_us: u64) -> Result<Serve
             c
         }
         "fuser1" | "fuser64" => {
-            let mut c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut c = on_cpu(&exe, cpu);
             c.arg("serve-fuser")
                 .arg(if name == "fuser1" { "1" } else { "64" })
                 .arg(&mnt)
@@ -274,11 +304,11 @@ struct Point {
     cpu: f64,
 }
 
-fn fio(server: &Server, depth: u32, secs: u64) -> Result<Point, String> {
+fn fio(server: &Server, depth: u32, secs: u64, cpu: Option<u32>) -> Result<Point, String> {
     let pid = server.child.id();
     let before = cpu_ticks(pid).ok_or("no /proc stat")?;
     let t0 = Instant::now();
-    let out = Command::new("fio")
+    let out = on_cpu(Path::new("fio"), cpu)
         .args([
             "--name=lat",
             "--rw=randread",
@@ -329,6 +359,7 @@ fn run(args: &[String]) -> Result<(), String> {
     let mut latency_us = 1000u64;
     let mut out: Option<PathBuf> = None;
     let mut targets: Vec<String> = ALL_TARGETS.iter().map(|s| (*s).to_owned()).collect();
+    let mut placement = String::from("unpinned");
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut v = || it.next().cloned().ok_or(format!("{a} needs a value"));
@@ -338,9 +369,16 @@ fn run(args: &[String]) -> Result<(), String> {
             "--latency-us" => latency_us = v()?.parse().map_err(|e| format!("{e}"))?,
             "--out" => out = Some(PathBuf::from(v()?)),
             "--targets" => targets = v()?.split(',').map(str::to_owned).collect(),
+            "--placement" => placement = v()?,
             other => return Err(format!("unknown option {other}")),
         }
     }
+    // (server CPU, fio CPU)
+    let (server_cpu, fio_cpu) = match placement.as_str() {
+        "unpinned" => (None, None),
+        "split" => (Some(1), Some(0)),
+        other => return Err(format!("--placement: {other} is not unpinned or split")),
+    };
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let slowfs = exe
         .parent()
@@ -357,7 +395,7 @@ fn run(args: &[String]) -> Result<(), String> {
     let started = chrono_now();
     let mut servers = Vec::new();
     for t in &targets {
-        servers.push(start(t, &scratch, &slowfs, latency_us)?);
+        servers.push(start(t, &scratch, &slowfs, latency_us, server_cpu)?);
     }
     // results[target][depth] = points
     let mut results: Vec<Vec<Vec<Point>>> = (0..targets.len())
@@ -366,7 +404,7 @@ fn run(args: &[String]) -> Result<(), String> {
     for rep in 0..reps {
         for (d, &depth) in DEPTHS.iter().enumerate() {
             for (k, s) in servers.iter().enumerate() {
-                let p = fio(s, depth, secs)?;
+                let p = fio(s, depth, secs, fio_cpu)?;
                 eprintln!(
                     "rep {rep} iodepth {depth:>2} {:<10} {:>9.0} ops/s  server CPU {:>5.1} %",
                     s.name,
@@ -382,7 +420,7 @@ fn run(args: &[String]) -> Result<(), String> {
     report.push_str(&format!(
         "# Latency workload: every READ waits {latency_us} µs\n\n\
          fio 4 KiB random reads, O_DIRECT, libaio, {secs} s per point, {reps} interleaved \
-         repetitions, unpinned; started {started}, load average at the end: {}\n\n\
+         repetitions, placement {placement}; started {started}, load average at the end: {}\n\n\
          | target | iodepth | ops/s (median) | min–max | server CPU (share of one CPU) | \
          server CPU µs per read |\n|---|---:|---:|---:|---:|---:|\n",
         load.trim()

@@ -5,16 +5,19 @@
 //! directly (see [`Metadata`]), and returns its answer. While one request waits, the loop
 //! serves others; a slow backing file delays only the requests that touch it.
 //!
-//! State lives in `Cell`s and `RefCell`s (one thread polls every future), and no borrow of
-//! a table is held across an `.await`: a handler clones what it needs out of the tables
-//! (an `Rc` of a node's descriptor or of an open file) and keeps it until it ends.
+//! The tables are shared by every loop (one per CPU with `--per-cpu`: a node looked up on
+//! one CPU is used on another), each behind a `Mutex` locked for a lookup or an update and
+//! never across an `.await`: a handler clones what it needs out of them (an `Arc` of a
+//! node's descriptor or of an open file) and keeps it until it ends. The READDIR and xattr
+//! buffers are each loop's own (`RefCell`: one thread polls that loop's futures).
 
-use core::cell::{Cell, RefCell};
+use core::cell::RefCell;
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
 use core::time::Duration;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ringfuse::abi::flags::InitFlags;
 use ringfuse::ring::{IoringSqeFlags, Sqe};
@@ -72,24 +75,53 @@ pub(crate) enum KernelPassthrough {
     Refused(Option<Errno>),
 }
 
-/// What the filesystem did, printed at exit.
+/// What the filesystem did (all loops together), printed at exit.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     /// READ requests that reached the server (none for files opened with kernel
     /// passthrough).
-    pub reads: Cell<u64>,
+    pub reads: AtomicU64,
     /// WRITE requests that reached the server.
-    pub writes: Cell<u64>,
+    pub writes: AtomicU64,
     /// OPENs and CREATEs answered with a kernel passthrough backing id.
-    pub passthrough_opens: Cell<u64>,
+    pub passthrough_opens: AtomicU64,
     /// Backing ids registered (`FUSE_DEV_IOC_BACKING_OPEN`), one per node open at once.
-    pub backing_opened: Cell<u64>,
+    pub backing_opened: AtomicU64,
     /// Backing ids closed at the release of their node's last open file.
-    pub backing_closed: Cell<u64>,
+    pub backing_closed: AtomicU64,
 }
 
-fn bump(c: &Cell<u64>) {
-    c.set(c.get() + 1);
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A counter's value.
+pub(crate) fn count(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+/// A table's lock. A loop that panicked while holding it left it consistent for what the
+/// others do with it (every update is one call on the table), so poisoning is ignored.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How an open file's data is read and written, chosen by its filesystem (once per
+/// backing device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FileIo {
+    /// On the loop's ring: io_uring does a READ of cached data inline and sends the rest to
+    /// an io-wq worker, so a read from a device delays only its own request.
+    Ring,
+    /// On a FUSE filesystem: READ, WRITE and CLOSE go to io-wq at once (`IOSQE_ASYNC`).
+    /// io_uring would otherwise try them inline, and FUSE's `direct_io` path waits for
+    /// its server inside the loop's own `io_uring_enter`.
+    Punt,
+    /// On a memory filesystem (tmpfs, ramfs): `pread`/`pwrite` from the loop. Their data
+    /// never waits for a device, and io_uring cannot read them without blocking (shmem
+    /// has no `IOCB_NOWAIT` reads: every READ went to an io-wq worker, a thread hop each —
+    /// and with one loop per CPU, a worker pinned to the loop's own CPU).
+    Direct,
 }
 
 /// An open file: the backing descriptor, its node, and whether it was opened with kernel
@@ -99,15 +131,12 @@ struct File {
     fd: OwnedFd,
     node: u64,
     passthrough: bool,
-    /// On a FUSE filesystem: READ, WRITE and CLOSE go to io-wq at once (`IOSQE_ASYNC`).
-    /// io_uring would otherwise try them inline, and FUSE's `direct_io` path waits for
-    /// its server inside the loop's own `io_uring_enter`.
-    punt: bool,
+    io: FileIo,
 }
 
 impl File {
     fn sqe_flags(&self) -> IoringSqeFlags {
-        if self.punt {
+        if self.io == FileIo::Punt {
             IoringSqeFlags::ASYNC
         } else {
             IoringSqeFlags::empty()
@@ -123,23 +152,24 @@ struct Owner {
     gid: Option<u32>,
 }
 
-/// The filesystem.
+/// The filesystem, as one loop serves it: the tables are shared with the other loops'
+/// values ([`Passthrough::for_another_loop`]), the buffers are this loop's.
 pub(crate) struct Passthrough {
-    nodes: RefCell<Nodes>,
-    files: RefCell<Handles<Rc<File>>>,
-    dirs: RefCell<Handles<Rc<OwnedFd>>>,
+    nodes: Arc<Mutex<Nodes>>,
+    files: Arc<Mutex<Handles<Arc<File>>>>,
+    dirs: Arc<Mutex<Handles<Arc<OwnedFd>>>>,
     /// `/proc/self/fd`, to reopen a node's descriptor with real access modes.
-    procfd: OwnedFd,
+    procfd: Arc<OwnedFd>,
     ttl: Duration,
     metadata: Metadata,
-    kernel: Cell<KernelPassthrough>,
-    backing: RefCell<Backings>,
-    /// Which backing devices are FUSE filesystems (learnt once per device).
-    fuse_devs: RefCell<HashMap<u64, bool>>,
+    kernel: Arc<Mutex<KernelPassthrough>>,
+    backing: Arc<Mutex<Backings>>,
+    /// How each backing device's files are read and written (learnt once per device).
+    dev_io: Arc<Mutex<HashMap<u64, FileIo>>>,
     /// READDIR's `getdents64` buffer and the xattr value buffer.
     dirbuf: RefCell<Vec<MaybeUninit<u8>>>,
     xbuf: RefCell<Vec<u8>>,
-    counters: Counters,
+    counters: Arc<Counters>,
 }
 
 /// A `rustix` error as a FUSE errno.
@@ -195,9 +225,21 @@ fn key_of(st: &Statx) -> (u64, u64) {
     )
 }
 
-/// Whether device `dev` is a FUSE filesystem's, from `/proc/self/mountinfo`.
-fn fuse_device(dev: u64) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|text| fuse_in_mountinfo(&text, dev))
+/// How files of device `dev` (whose file `fd` is) are read and written: FUSE filesystems
+/// from `/proc/self/mountinfo`, memory ones from `fstatfs`.
+fn file_io(dev: u64, fd: BorrowedFd<'_>) -> FileIo {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    if std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|text| fuse_in_mountinfo(&text, dev))
+    {
+        FileIo::Punt
+    } else if rustix::fs::fstatfs(fd).is_ok_and(|s| [TMPFS_MAGIC, RAMFS_MAGIC].contains(&s.f_type))
+    {
+        FileIo::Direct
+    } else {
+        FileIo::Ring
+    }
 }
 
 /// Whether `mountinfo` (as in `/proc/self/mountinfo`: the third field is `major:minor`, the
@@ -279,23 +321,41 @@ impl Passthrough {
             Mode::empty(),
         )?;
         Ok(Self {
-            nodes: RefCell::new(Nodes::new(root, 1024)),
-            files: RefCell::new(Handles::with_capacity(256)),
-            dirs: RefCell::new(Handles::with_capacity(64)),
-            procfd,
+            nodes: Arc::new(Mutex::new(Nodes::new(root, 1024))),
+            files: Arc::new(Mutex::new(Handles::with_capacity(256))),
+            dirs: Arc::new(Mutex::new(Handles::with_capacity(64))),
+            procfd: Arc::new(procfd),
             ttl: opts.ttl,
             metadata: opts.metadata,
-            kernel: Cell::new(if opts.passthrough {
+            kernel: Arc::new(Mutex::new(if opts.passthrough {
                 KernelPassthrough::Asked
             } else {
                 KernelPassthrough::Off
-            }),
-            backing: RefCell::new(Backings::default()),
-            fuse_devs: RefCell::new(HashMap::new()),
+            })),
+            backing: Arc::new(Mutex::new(Backings::default())),
+            dev_io: Arc::new(Mutex::new(HashMap::new())),
             dirbuf: RefCell::new(vec![MaybeUninit::new(0); 8192]),
             xbuf: RefCell::new(vec![0; XATTR_SIZE_MAX]),
-            counters: Counters::default(),
+            counters: Arc::new(Counters::default()),
         })
+    }
+
+    /// The value another loop serves: the same tables, buffers of its own.
+    pub(crate) fn for_another_loop(&self) -> Self {
+        Self {
+            nodes: Arc::clone(&self.nodes),
+            files: Arc::clone(&self.files),
+            dirs: Arc::clone(&self.dirs),
+            procfd: Arc::clone(&self.procfd),
+            ttl: self.ttl,
+            metadata: self.metadata,
+            kernel: Arc::clone(&self.kernel),
+            backing: Arc::clone(&self.backing),
+            dev_io: Arc::clone(&self.dev_io),
+            dirbuf: RefCell::new(vec![MaybeUninit::new(0); 8192]),
+            xbuf: RefCell::new(vec![0; XATTR_SIZE_MAX]),
+            counters: Arc::clone(&self.counters),
+        }
     }
 
     pub(crate) fn counters(&self) -> &Counters {
@@ -303,20 +363,20 @@ impl Passthrough {
     }
 
     pub(crate) fn kernel_passthrough(&self) -> KernelPassthrough {
-        self.kernel.get()
+        *lock(&self.kernel)
     }
 
     /// Backing ids still registered (at exit: opens the kernel never released).
     pub(crate) fn backing_ids(&self) -> usize {
-        self.backing.borrow().len()
+        lock(&self.backing).len()
     }
 
-    fn node(&self, id: NodeId) -> Result<Rc<OwnedFd>, Errno> {
-        self.nodes.borrow().fd(id.0).ok_or(Errno::ENOENT)
+    fn node(&self, id: NodeId) -> Result<Arc<OwnedFd>, Errno> {
+        lock(&self.nodes).fd(id.0).ok_or(Errno::ENOENT)
     }
 
-    fn file(&self, fh: u64) -> Result<Rc<File>, Errno> {
-        self.files.borrow().get(fh).cloned().ok_or(Errno::EBADF)
+    fn file(&self, fh: u64) -> Result<Arc<File>, Errno> {
+        lock(&self.files).get(fh).cloned().ok_or(Errno::EBADF)
     }
 
     fn entry(&self, node: u64, generation: u64, attr: Attr) -> Entry {
@@ -398,17 +458,15 @@ impl Passthrough {
         }
     }
 
-    /// Whether `node`'s file lives on a FUSE filesystem (learnt once per backing device
-    /// from `/proc/self/mountinfo`, a read of procfs).
-    fn punt_io(&self, node: u64) -> bool {
-        let Some(dev) = self.nodes.borrow().dev(node) else {
-            return false;
+    /// How the files of `node` (`fd` is one) are read and written ([`file_io`], once per
+    /// backing device).
+    fn io_of(&self, node: u64, fd: BorrowedFd<'_>) -> FileIo {
+        let Some(dev) = lock(&self.nodes).dev(node) else {
+            return FileIo::Ring;
         };
-        *self
-            .fuse_devs
-            .borrow_mut()
+        *lock(&self.dev_io)
             .entry(dev)
-            .or_insert_with(|| fuse_device(dev))
+            .or_insert_with(|| file_io(dev, fd))
     }
 
     /// Who a creation in `parent` is for, if not root (an `fstat` of the parent, for the
@@ -453,7 +511,7 @@ impl Passthrough {
         if cx.is_cancelled() {
             return Err(Errno::EINTR);
         }
-        let (node, generation, _extra) = self.nodes.borrow_mut().add_lookup(fd, key_of(&st));
+        let (node, generation, _extra) = lock(&self.nodes).add_lookup(fd, key_of(&st));
         Ok(self.entry(node, generation, attr_of(&st)))
     }
 
@@ -501,18 +559,21 @@ impl Passthrough {
     /// registered from `fd` (an ioctl). Each `Some` is one reference, given back by
     /// [`release_backing`](Self::release_backing). `None`: serve the file through the ring.
     fn acquire_backing(&self, cx: &AsyncCx, node: u64, fd: BorrowedFd<'_>) -> Option<i32> {
-        let kernel = self.kernel.get();
+        let kernel = *lock(&self.kernel);
         if !matches!(kernel, KernelPassthrough::Asked | KernelPassthrough::On) {
             return None;
         }
-        if let Some(id) = self.backing.borrow_mut().acquire(node) {
+        // One lock across the lookup, the registration and the insert: two loops opening
+        // the same node at once must not register it twice.
+        let mut backing = lock(&self.backing);
+        if let Some(id) = backing.acquire(node) {
             return Some(id);
         }
         match cx.backing_open(fd) {
             Ok(id) => {
-                self.kernel.set(KernelPassthrough::On);
+                *lock(&self.kernel) = KernelPassthrough::On;
                 bump(&self.counters.backing_opened);
-                self.backing.borrow_mut().insert(node, id);
+                backing.insert(node, id);
                 Some(id)
             }
             Err(e) if e == Errno::EPERM || kernel == KernelPassthrough::Asked => {
@@ -534,7 +595,7 @@ impl Passthrough {
                     "passthrough: the kernel refused to register a backing file ({e:?}: \
                      {why}); kernel passthrough is off, reads and writes go through the ring"
                 );
-                self.kernel.set(KernelPassthrough::Refused(Some(e)));
+                *lock(&self.kernel) = KernelPassthrough::Refused(Some(e));
                 None
             }
             // Worked before: this file's filesystem cannot back passthrough (EOPNOTSUPP)
@@ -548,7 +609,7 @@ impl Passthrough {
     /// An open file of `node` that used its backing id is released; the last one closes
     /// the id.
     fn release_backing(&self, cx: &AsyncCx, node: u64) {
-        let id = self.backing.borrow_mut().release(node);
+        let id = lock(&self.backing).release(node);
         if let Some(id) = id {
             if cx.backing_close(id).is_ok() {
                 bump(&self.counters.backing_closed);
@@ -559,17 +620,17 @@ impl Passthrough {
     /// OPEN and CREATE's end: registers the open file `fd` of `node` (and its backing id)
     /// unless the request was cancelled, which closes it instead.
     async fn add_file(&self, cx: &AsyncCx, node: u64, fd: OwnedFd) -> Result<Opened, Errno> {
-        let punt = self.punt_io(node);
+        let io = self.io_of(node, fd.as_fd());
         if cx.is_cancelled() {
-            self.close(cx, fd, punt).await;
+            self.close(cx, fd, io == FileIo::Punt).await;
             return Err(Errno::EINTR);
         }
         let backing = self.acquire_backing(cx, node, fd.as_fd());
-        let fh = self.files.borrow_mut().insert(Rc::new(File {
+        let fh = lock(&self.files).insert(Arc::new(File {
             fd,
             node,
             passthrough: backing.is_some(),
-            punt,
+            io,
         }));
         Ok(match backing {
             Some(id) => {
@@ -600,7 +661,11 @@ impl Passthrough {
 
 impl AsyncFilesystem for Passthrough {
     fn init(&self, cfg: &mut InitConfig) -> Result<(), Errno> {
-        if self.kernel.get() == KernelPassthrough::Asked {
+        // Without it the kernel sends one O_DIRECT READ or WRITE of a file at a time and
+        // waits for its answer, whatever the reader's queue depth (libfuse asks for it by
+        // default too).
+        cfg.want |= InitFlags::ASYNC_DIO;
+        if *lock(&self.kernel) == KernelPassthrough::Asked {
             if cfg.offered.contains(InitFlags::PASSTHROUGH) {
                 // The kernel grants passthrough only with a stack depth of 1 or 2 and
                 // without writeback caching. 1: the backing files sit on a filesystem
@@ -614,7 +679,7 @@ impl AsyncFilesystem for Passthrough {
                     "passthrough: the kernel does not offer FUSE_PASSTHROUGH \
                      (CONFIG_FUSE_PASSTHROUGH, Linux 6.9+); reads and writes go through the ring"
                 );
-                self.kernel.set(KernelPassthrough::Refused(None));
+                *lock(&self.kernel) = KernelPassthrough::Refused(None);
             }
         }
         Ok(())
@@ -622,8 +687,8 @@ impl AsyncFilesystem for Passthrough {
 
     fn destroy(&self) {
         // Nothing is in flight any more; backing ids go with the connection.
-        self.files.borrow_mut().drain().for_each(drop);
-        self.dirs.borrow_mut().drain().for_each(drop);
+        lock(&self.files).drain().for_each(drop);
+        lock(&self.dirs).drain().for_each(drop);
     }
 
     async fn lookup(&self, cx: &AsyncCx, parent: NodeId, name: &CStr) -> Result<Entry, Errno> {
@@ -633,7 +698,7 @@ impl AsyncFilesystem for Passthrough {
     }
 
     fn forget(&self, node: NodeId, nlookup: u64) {
-        self.nodes.borrow_mut().forget(node.0, nlookup);
+        lock(&self.nodes).forget(node.0, nlookup);
     }
 
     async fn getattr(
@@ -662,7 +727,8 @@ impl AsyncFilesystem for Passthrough {
             } else {
                 let w = self.reopen(cx, fd.as_fd(), OFlags::WRONLY).await?;
                 let r = self.ftruncate(cx, w.as_fd(), size).await;
-                self.close(cx, w, self.punt_io(node.0)).await;
+                let punt = self.io_of(node.0, w.as_fd()) == FileIo::Punt;
+                self.close(cx, w, punt).await;
                 r?;
             }
         }
@@ -819,6 +885,10 @@ impl AsyncFilesystem for Passthrough {
         bump(&self.counters.reads);
         let f = self.file(fh)?;
         // Straight into the reply buffer: no copy.
+        if f.io == FileIo::Direct {
+            let mut buf = buf;
+            return rustix::io::pread(&f.fd, buf.bytes_mut(), offset).map_err(errno);
+        }
         let (r, _) = cx
             .read_at_with(f.fd.as_fd(), buf, offset, f.sqe_flags())
             .await;
@@ -838,6 +908,10 @@ impl AsyncFilesystem for Passthrough {
         bump(&self.counters.writes);
         let f = self.file(fh)?;
         // Straight from the request's buffer: no copy.
+        if f.io == FileIo::Direct {
+            let n = rustix::io::pwrite(&f.fd, &data, offset).map_err(errno)?;
+            return Ok(u32::try_from(n).unwrap_or(u32::MAX));
+        }
         let n = cx
             .write_at_with(f.fd.as_fd(), &data, offset, f.sqe_flags())
             .await?;
@@ -853,14 +927,14 @@ impl AsyncFilesystem for Passthrough {
         _release_flags: u32,
         _lock_owner: u64,
     ) -> Result<(), Errno> {
-        let file = self.files.borrow_mut().remove(fh).ok_or(Errno::EBADF)?;
+        let file = lock(&self.files).remove(fh).ok_or(Errno::EBADF)?;
         if file.passthrough {
             self.release_backing(cx, file.node);
         }
         // A request still using the file (one interrupted on the classic transport, whose
         // future ends later) closes it when it ends.
-        if let Ok(file) = Rc::try_unwrap(file) {
-            self.close(cx, file.fd, file.punt).await;
+        if let Ok(file) = Arc::try_unwrap(file) {
+            self.close(cx, file.fd, file.io == FileIo::Punt).await;
         }
         Ok(())
     }
@@ -884,7 +958,7 @@ impl AsyncFilesystem for Passthrough {
         if cx.is_cancelled() {
             return Err(Errno::EINTR);
         }
-        Ok(Opened::new(self.dirs.borrow_mut().insert(Rc::new(dir))))
+        Ok(Opened::new(lock(&self.dirs).insert(Arc::new(dir))))
     }
 
     async fn readdir(
@@ -898,11 +972,12 @@ impl AsyncFilesystem for Passthrough {
         // io_uring has no getdents: one lseek to the kernel's cookie (the backing d_off),
         // then getdents64. Each entry's type is the backing d_type as it is (DT_UNKNOWN
         // too: the caller's kernel then asks with LOOKUP), so no entry costs a stat.
-        let dirs = self.dirs.borrow();
-        let dfd = dirs.get(fh).ok_or(Errno::EBADF)?;
-        rustix::fs::seek(dfd, rustix::fs::SeekFrom::Start(offset)).map_err(errno)?;
+        // The kernel sends one READDIR of an open directory at a time (the reader holds its
+        // file position lock), so no other loop seeks this descriptor meanwhile.
+        let dfd = lock(&self.dirs).get(fh).cloned().ok_or(Errno::EBADF)?;
+        rustix::fs::seek(&dfd, rustix::fs::SeekFrom::Start(offset)).map_err(errno)?;
         let mut buf = self.dirbuf.borrow_mut();
-        let mut raw = rustix::fs::RawDir::new(dfd, &mut buf[..]);
+        let mut raw = rustix::fs::RawDir::new(&dfd, &mut buf[..]);
         while let Some(Ok(e)) = raw.next() {
             let name = e.file_name().to_bytes();
             let kind = dtype(e.file_type());
@@ -923,11 +998,7 @@ impl AsyncFilesystem for Passthrough {
         fh: u64,
         _flags: u32,
     ) -> Result<(), Errno> {
-        self.dirs
-            .borrow_mut()
-            .remove(fh)
-            .map(drop)
-            .ok_or(Errno::EBADF)
+        lock(&self.dirs).remove(fh).map(drop).ok_or(Errno::EBADF)
     }
 
     async fn fsyncdir(
@@ -937,7 +1008,7 @@ impl AsyncFilesystem for Passthrough {
         fh: u64,
         datasync: bool,
     ) -> Result<(), Errno> {
-        let fd = self.dirs.borrow().get(fh).cloned().ok_or(Errno::EBADF)?;
+        let fd = lock(&self.dirs).get(fh).cloned().ok_or(Errno::EBADF)?;
         cx.fsync(fd.as_fd(), datasync).await
     }
 
@@ -1041,7 +1112,7 @@ impl AsyncFilesystem for Passthrough {
                 return Err(other.err().unwrap_or(Errno::EINTR));
             }
         };
-        let (node, generation, _extra) = self.nodes.borrow_mut().add_lookup(path, key_of(&st));
+        let (node, generation, _extra) = lock(&self.nodes).add_lookup(path, key_of(&st));
         let opened = self.add_file(cx, node, file).await;
         Ok((self.entry(node, generation, attr_of(&st)), opened?))
     }

@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! passthrough SOURCE_DIR MOUNTPOINT [-o OPTIONS] [--transport auto|classic|native]
-//!             [--ttl SECONDS] [--metadata auto|direct|ring]
+//!             [--ttl SECONDS] [--metadata auto|direct|ring] [--per-cpu]
 //! ```
 //!
 //! Every operation on MOUNTPOINT maps to SOURCE_DIR. Serves until unmounted or interrupted
-//! (Ctrl-C). `-o` takes the mount options of `ringfuse::mount::MountOptions` plus
+//! (Ctrl-C); with `--per-cpu`, by one loop pinned to each CPU, all sharing the node and
+//! handle tables (a node looked up on one CPU is used on another). `-o` takes the mount options of `ringfuse::mount::MountOptions` plus
 //! `passthrough` (kernel passthrough, below). It is mounted with `default_permissions`:
 //! the kernel checks mode bits against the caller, as the backing filesystem would; the
 //! server itself runs as root. `--ttl` (default 1 s) is how long the kernel trusts names
@@ -108,14 +109,17 @@ use ringfuse::mount::MountOptions;
 use ringfuse::{Async, Config, Session, TransportMode};
 use rustix::fs::{Mode, OFlags};
 
-use crate::fs::{KernelPassthrough, Metadata, Options, Passthrough};
+use crate::fs::{KernelPassthrough, Metadata, Options, Passthrough, count};
 
 const USAGE: &str = "usage: passthrough SOURCE_DIR MOUNTPOINT [-o OPTIONS] \
                      [--transport auto|classic|native] [--ttl SECONDS] \
-                     [--metadata auto|direct|ring]";
+                     [--metadata auto|direct|ring] [--per-cpu]";
 
-/// Requests the session holds at once (and operation slots made at start).
-const SLOTS: u16 = 16;
+/// Requests the session holds at once: on the classic transport in all, on the native one
+/// per CPU (the kernel queues a request on the ring of the CPU it was made on). 32 covers
+/// a reader at io_uring depth 32 with `ASYNC_DIO` (below); every slot costs its buffers
+/// at start (printed).
+const SLOTS: u16 = 32;
 
 /// The command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -129,6 +133,8 @@ struct Args {
     ttl: Duration,
     /// `None`: chosen by the source's filesystem.
     metadata: Option<Metadata>,
+    /// One pinned loop per CPU (`ringfuse::run_per_cpu`) instead of one loop.
+    per_cpu: bool,
 }
 
 /// Splits a `-o` string at unescaped commas, taking out the options this program handles
@@ -170,6 +176,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
     let mut transport = TransportMode::Auto;
     let mut ttl = Duration::from_secs(1);
     let mut metadata = None;
+    let mut per_cpu = false;
     let mut args = args.into_iter();
     let text = |a: OsString| {
         a.into_string()
@@ -209,6 +216,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
             Some(s) if s.starts_with("--metadata=") => {
                 metadata = parse_metadata(&s["--metadata=".len()..])?;
             }
+            Some("--per-cpu") => per_cpu = true,
             Some(s) if s.starts_with('-') && s.len() > 1 => {
                 return Err(format!("unknown option {s}"));
             }
@@ -229,6 +237,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
         transport,
         ttl,
         metadata,
+        per_cpu,
     }))
 }
 
@@ -278,7 +287,10 @@ fn run(args: &Args) -> Result<(), String> {
     // Modes arrive with the caller's umask applied: the server's must not mask them again.
     rustix::process::umask(Mode::empty());
     raise_nofile();
-    let config = Config::default().transport(args.transport).slots(SLOTS);
+    let config = Config::default()
+        .transport(args.transport)
+        .slots(SLOTS)
+        .queue_depth(SLOTS);
     let metadata =
         args.metadata
             .unwrap_or(if fs::slow_filesystem(rustix::fd::AsFd::as_fd(&root)) {
@@ -305,10 +317,8 @@ fn run(args: &Args) -> Result<(), String> {
     for o in &args.options {
         opts.parse_opts(o).map_err(|e| format!("-o {o}: {e}"))?;
     }
-    let mut session = Session::new(Async::new(fs), args.mountpoint.as_path(), &opts, config)
-        .map_err(|e| e.to_string())?;
-    println!(
-        "passthrough: mirroring {} on {}{}; Ctrl-C or `umount {}` to stop",
+    let mirroring = format!(
+        "passthrough: mirroring {} on {}{}{}; Ctrl-C or `umount {}` to stop",
         args.source.display(),
         args.mountpoint.display(),
         if args.passthrough {
@@ -316,24 +326,54 @@ fn run(args: &Args) -> Result<(), String> {
         } else {
             ""
         },
+        if args.per_cpu {
+            ", one loop per CPU"
+        } else {
+            ""
+        },
         args.mountpoint.display()
     );
-    let result = session.run();
-    let stats = session.stats();
-    let fs = session.filesystem().get();
+    // `fs` keeps the tables (and the counters) every loop's value shares.
+    let (result, stats, negotiated, transport) = if args.per_cpu {
+        println!("{mirroring}");
+        let report = ringfuse::run_per_cpu(args.mountpoint.as_path(), &opts, config, |_cpu| {
+            Async::new(fs.for_another_loop())
+        })
+        .map_err(|e| e.to_string())?;
+        (
+            Ok(()),
+            report.total(),
+            report.negotiated,
+            report.transport(),
+        )
+    } else {
+        let mut session = Session::new(
+            Async::new(fs.for_another_loop()),
+            args.mountpoint.as_path(),
+            &opts,
+            config,
+        )
+        .map_err(|e| e.to_string())?;
+        println!("{mirroring}");
+        let result = session.run();
+        (
+            result,
+            session.stats(),
+            session.negotiated(),
+            session.transport(),
+        )
+    };
     let c = fs.counters();
-    let granted = session
-        .negotiated()
-        .is_some_and(|n| n.has(InitFlags::PASSTHROUGH));
+    let granted = negotiated.is_some_and(|n| n.has(InitFlags::PASSTHROUGH));
     let kernel = fs.kernel_passthrough();
-    let (reads, writes) = (c.reads.get(), c.writes.get());
+    let (reads, writes) = (count(&c.reads), count(&c.writes));
     println!(
         "passthrough: served {} requests over the {:?} transport ({reads} READ, {writes} \
          WRITE; metadata {metadata:?}); {} ring operations cancelled; bytes copied: {} of \
          requests, {} of replies; FUSE_PASSTHROUGH in the INIT answer: {}; kernel \
          passthrough: {}",
         stats.requests(),
-        session.transport(),
+        transport,
         stats.fs_ops_cancelled,
         stats.request_bytes_copied,
         stats.reply_bytes_copied,
@@ -343,9 +383,9 @@ fn run(args: &Args) -> Result<(), String> {
             KernelPassthrough::Asked => "granted at INIT, no file opened".to_owned(),
             KernelPassthrough::On => format!(
                 "on ({} opens, {} backing ids registered, {} closed)",
-                c.passthrough_opens.get(),
-                c.backing_opened.get(),
-                c.backing_closed.get()
+                count(&c.passthrough_opens),
+                count(&c.backing_opened),
+                count(&c.backing_closed)
             ),
             KernelPassthrough::Refused(None) => "not offered by the kernel".to_owned(),
             KernelPassthrough::Refused(Some(e)) => format!("refused by the kernel ({e:?})"),
@@ -363,9 +403,9 @@ fn run(args: &Args) -> Result<(), String> {
             KernelPassthrough::Refused(None) => "not-offered",
             KernelPassthrough::Refused(Some(_)) => "refused",
         },
-        c.passthrough_opens.get(),
-        c.backing_opened.get(),
-        c.backing_closed.get(),
+        count(&c.passthrough_opens),
+        count(&c.backing_opened),
+        count(&c.backing_closed),
         fs.backing_ids(),
         stats.fs_ops_cancelled,
         stats.request_bytes_copied,
@@ -436,6 +476,9 @@ mod tests {
         let a = args(&["/s", "/m", "--metadata=auto"]).unwrap().unwrap();
         assert_eq!(a.metadata, None);
         assert!(args(&["/s", "/m", "--metadata", "x"]).is_err());
+        assert!(!a.per_cpu);
+        let a = args(&["/s", "/m", "--per-cpu"]).unwrap().unwrap();
+        assert!(a.per_cpu);
     }
 
     #[test]

@@ -15,14 +15,14 @@
 //! (fuse-protocol.md §4.5). Two names of one inode (hard links) are one node: the table is
 //! also keyed by `(st_dev, st_ino)`.
 //!
-//! A request that uses a node holds a clone of its descriptor's `Rc` for as long as it
+//! A request that uses a node holds a clone of its descriptor's `Arc` for as long as it
 //! runs, so a node forgotten meanwhile (FORGET can follow an interrupted request at once)
 //! keeps its descriptor open, and its number cannot be reused for another file, until the
 //! last request using it has ended — which is after its ring operations completed (an
 //! interrupted request's future runs until they have).
 
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use rustix::fd::OwnedFd;
 
@@ -32,7 +32,7 @@ pub(crate) const ROOT: u64 = 1;
 /// A backing inode the kernel knows.
 #[derive(Debug)]
 struct Node {
-    fd: Rc<OwnedFd>,
+    fd: Arc<OwnedFd>,
     key: (u64, u64),
     nlookup: u64,
     generation: u64,
@@ -50,7 +50,7 @@ enum Slot {
 /// The node table.
 #[derive(Debug)]
 pub(crate) struct Nodes {
-    root: Rc<OwnedFd>,
+    root: Arc<OwnedFd>,
     slots: Vec<Slot>,
     free: Vec<usize>,
     by_key: HashMap<(u64, u64), usize>,
@@ -61,7 +61,7 @@ impl Nodes {
     /// for `capacity` nodes before it grows.
     pub(crate) fn new(root: OwnedFd, capacity: usize) -> Self {
         Self {
-            root: Rc::new(root),
+            root: Arc::new(root),
             slots: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             by_key: HashMap::with_capacity(capacity),
@@ -80,11 +80,11 @@ impl Nodes {
     }
 
     /// The descriptor of node `id`, shared with the table.
-    pub(crate) fn fd(&self, id: u64) -> Option<Rc<OwnedFd>> {
+    pub(crate) fn fd(&self, id: u64) -> Option<Arc<OwnedFd>> {
         if id == ROOT {
-            return Some(Rc::clone(&self.root));
+            return Some(Arc::clone(&self.root));
         }
-        self.node(id).map(|n| Rc::clone(&n.fd))
+        self.node(id).map(|n| Arc::clone(&n.fd))
     }
 
     /// The backing device (`st_dev`) of node `id` (not the root).
@@ -114,7 +114,7 @@ impl Nodes {
             None => (self.slots.len(), 1),
         };
         let node = Slot::Used(Node {
-            fd: Rc::new(fd),
+            fd: Arc::new(fd),
             key,
             nlookup: 1,
             generation,

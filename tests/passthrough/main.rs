@@ -48,7 +48,7 @@ use ringfuse::{
     ReplyData, ReplyEntry, ReplyOpen, Session, StopHandle, Timestamp, TransportMode,
 };
 use rustix::event::PollFlags;
-use rustix::mount::UnmountFlags;
+use rustix::mount::{MountFlags, UnmountFlags};
 use rustix::process::{Pid, Signal};
 
 /// Longest a single step (a command, a syscall) may take before it counts as hung.
@@ -57,10 +57,15 @@ const T: Duration = Duration::from_secs(60);
 const START: Duration = Duration::from_secs(20);
 
 /// The ways of serving: reads and writes through the ring, kernel passthrough asked for
-/// (which falls back to the ring when the kernel refuses it), and the ring again over the
+/// (which falls back to the ring when the kernel refuses it), the ring again over the
 /// classic `/dev/fuse` transport (the default is FUSE-over-io_uring where the kernel has
-/// it enabled).
-const MODES: [&[&str]; 3] = [&[], &["-o", "passthrough"], &["--transport", "classic"]];
+/// it enabled), and one loop per CPU.
+const MODES: [&[&str]; 4] = [
+    &[],
+    &["-o", "passthrough"],
+    &["--transport", "classic"],
+    &["--per-cpu"],
+];
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -523,18 +528,26 @@ fn tree_copied_in_and_out_is_byte_identical() {
     if !can_mount() {
         return;
     }
-    for args in MODES {
+    // Every mode over this test's directory (a disk filesystem or tmpfs, wherever the
+    // temporary directory is), and two over a tmpfs source, whose files the server reads
+    // and writes with pread/pwrite instead of the ring.
+    let on_tmpfs: [(&[&str], bool); 2] = [(&[], true), (&["--per-cpu"], true)];
+    for (args, tmpfs) in MODES.iter().map(|a| (*a, false)).chain(on_tmpfs) {
         let scratch = Scratch::new();
         let reference = scratch.mkdir("reference");
         make_tree(&reference, 7);
         let src = scratch.mkdir("src");
+        if tmpfs {
+            rustix::mount::mount("none", &src, "tmpfs", MountFlags::empty(), c"size=256m").unwrap();
+        }
         let mnt = scratch.mkdir("mnt");
         let server = Server::start(&src, &mnt, args);
+        let args = format!("{args:?}{}", if tmpfs { " over tmpfs" } else { "" });
 
         // In through the mount, checked through the mount and in the source directory.
         let t = Instant::now();
         sh_ok(&scratch.dir, "cp -a reference mnt/in");
-        println!("{args:?}: cp -a into the mount: {:?}", t.elapsed());
+        println!("{args}: cp -a into the mount: {:?}", t.elapsed());
         assert_same_tree(&reference, &src.join("in"));
         assert_same_tree(&reference, &mnt.join("in"));
         // Hard links stay hard links, modes and symlinks come through.
@@ -553,7 +566,7 @@ fn tree_copied_in_and_out_is_byte_identical() {
         make_tree(&src.join("out"), 99);
         let t = Instant::now();
         sh_ok(&scratch.dir, "cp -a mnt/out copied-out");
-        println!("{args:?}: cp -a out of the mount: {:?}", t.elapsed());
+        println!("{args}: cp -a out of the mount: {:?}", t.elapsed());
         assert_same_tree(&src.join("out"), &mnt.join("out"));
         assert_same_tree(&src.join("out"), &scratch.dir.join("copied-out"));
 
@@ -588,7 +601,7 @@ fn tree_copied_in_and_out_is_byte_identical() {
             std::thread::sleep(Duration::from_millis(50));
         }
         let (stdout, _) = server.stop();
-        println!("{args:?}: {}", stdout.trim());
+        println!("{args}: {}", stdout.trim());
     }
 }
 
@@ -1190,6 +1203,65 @@ fn namespace_operations_behave_like_the_backing_filesystem() {
         assert_eq!((sv.f_blocks, sv.f_bsize), (bv.f_blocks, bv.f_bsize));
         let (stdout, _) = server.stop();
         println!("{args:?}: {}", stdout.trim());
+    }
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    let set = rustix::thread::sched_getaffinity(None).unwrap();
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| set.is_set(c))
+        .collect()
+}
+
+/// With one loop per CPU, what one CPU's loop created, looked up or opened is used through
+/// another's: on the native transport each request goes to the loop of the CPU its caller
+/// runs on, so every step below pinned to the other CPU reaches the other loop. Needs the
+/// tables shared by the loops.
+#[test]
+fn per_cpu_loops_share_nodes_and_open_files() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    let cpus = allowed_cpus();
+    let [a, b, ..] = cpus[..] else {
+        eprintln!(
+            "\n!!!!! per-CPU sharing NOT TESTED: this process may run on one CPU only !!!!!\n"
+        );
+        return;
+    };
+    for transport in [
+        &["--per-cpu"][..],
+        &["--per-cpu", "--transport", "classic"][..],
+    ] {
+        let scratch = Scratch::new();
+        let src = scratch.mkdir("src");
+        let mnt = scratch.mkdir("mnt");
+        let server = Server::start(&src, &mnt, transport);
+        let on =
+            |cpu: usize, script: &str| sh_ok(&mnt, &format!("taskset -c {cpu} sh -c '{script}'"));
+        on(
+            a,
+            "echo hello > f && mkdir d && echo inner > d/y && ln -s f link",
+        );
+        assert_eq!(
+            on(b, "cat f d/y && readlink link && ls d"),
+            "hello\ninner\nf\ny\n"
+        );
+        // A file opened on one CPU, read and written from the other.
+        let out = on(
+            a,
+            &format!(
+                "exec 3<>f; taskset -pc {b} $$ >/dev/null; cat <&3; echo more >&3; exec 3>&-; cat f"
+            ),
+        );
+        assert_eq!(out, "hello\nhello\nmore\n", "{transport:?}");
+        on(b, "mv f g && rm d/y link && rmdir d");
+        assert_eq!(on(a, "ls -A; cat g"), "g\nhello\nmore\n", "{transport:?}");
+        assert_eq!(fs::read(src.join("g")).unwrap(), b"hello\nmore\n");
+        let (stdout, _) = server.stop();
+        println!("{transport:?}: {}", stdout.trim());
     }
 }
 
