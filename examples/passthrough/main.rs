@@ -8,11 +8,12 @@
 //!
 //! Every operation on MOUNTPOINT maps to SOURCE_DIR. Serves until unmounted or interrupted
 //! (Ctrl-C); with `--per-cpu`, by one loop pinned to each CPU, all sharing the node and
-//! handle tables (a node looked up on one CPU is used on another). `-o` takes the mount options of `ringfuse::mount::MountOptions` plus
-//! `passthrough` (kernel passthrough, below). It is mounted with `default_permissions`:
-//! the kernel checks mode bits against the caller, as the backing filesystem would; the
-//! server itself runs as root. `--ttl` (default 1 s) is how long the kernel trusts names
-//! and attributes: changes made in SOURCE_DIR behind the mount's back show after that.
+//! handle tables (a node looked up on one CPU is used on another). `-o` takes the mount
+//! options of `ringfuse::mount::MountOptions` plus `passthrough` (kernel passthrough,
+//! below). It is mounted with `default_permissions`: the kernel checks mode bits against
+//! the caller, as the backing filesystem would; the server itself runs as root. `--ttl`
+//! (default 1 s) is how long the kernel trusts names and attributes: changes made in
+//! SOURCE_DIR behind the mount's back show after that.
 //!
 //! # One request, one future
 //!
@@ -39,9 +40,10 @@
 //! `pread`/`pwrite` from the loop: its data never waits for a device, and io_uring cannot
 //! read it without blocking (shmem has no `IOCB_NOWAIT` reads), so each ring READ went to
 //! an io-wq worker thread, a hop each (with `--per-cpu`, a worker pinned to the loop's own
-//! CPU: measured 43k 4 KiB reads/s at QD32 that way, 127k with `pread`). The metadata calls (`openat2`, `statx`, `mkdirat`, `unlinkat`, `renameat2`,
-//! `symlinkat`, `linkat`, `ftruncate`) go through the ring when SOURCE_DIR is on a FUSE or
-//! network filesystem, where they may take long, and are made directly otherwise
+//! CPU: measured 43k 4 KiB reads/s at QD32 that way, 127k with `pread`). The metadata
+//! calls (`openat2`, `statx`, `mkdirat`, `unlinkat`, `renameat2`, `symlinkat`, `linkat`,
+//! `ftruncate`) go through the ring when SOURCE_DIR is on a FUSE or network filesystem,
+//! where they may take long, and are made directly otherwise
 //! (`--metadata auto`, the default): on a local filesystem they never wait for a device
 //! (each is on a descriptor or one name in a directory the server holds), and io_uring
 //! would run most of them on an io-wq worker thread, a thread hop each. `--metadata
@@ -121,8 +123,8 @@ const USAGE: &str = "usage: passthrough SOURCE_DIR MOUNTPOINT [-o OPTIONS] \
 
 /// Requests the session holds at once: on the classic transport in all, on the native one
 /// per CPU (the kernel queues a request on the ring of the CPU it was made on). 32 covers
-/// a reader at io_uring depth 32 with `ASYNC_DIO` (below); every slot costs its buffers
-/// at start (printed).
+/// a reader at io_uring depth 32 with `ASYNC_DIO` (`fs.rs`, `init`); every slot costs its
+/// request and reply buffers, allocated at start.
 const SLOTS: u16 = 32;
 
 /// The command line.
