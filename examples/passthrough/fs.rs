@@ -89,6 +89,8 @@ pub(crate) struct Counters {
     pub backing_opened: AtomicU64,
     /// Backing ids closed at the release of their node's last open file.
     pub backing_closed: AtomicU64,
+    /// Files opened on a memory filesystem, read and written with `pread`/`pwrite`.
+    pub direct_files: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -225,35 +227,33 @@ fn key_of(st: &Statx) -> (u64, u64) {
     )
 }
 
-/// How files of device `dev` (whose file `fd` is) are read and written: FUSE filesystems
-/// from `/proc/self/mountinfo`, memory ones from `fstatfs`.
-fn file_io(dev: u64, fd: BorrowedFd<'_>) -> FileIo {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
-    const RAMFS_MAGIC: i64 = 0x8584_58f6;
-    if std::fs::read_to_string("/proc/self/mountinfo")
-        .is_ok_and(|text| fuse_in_mountinfo(&text, dev))
-    {
-        FileIo::Punt
-    } else if rustix::fs::fstatfs(fd).is_ok_and(|s| [TMPFS_MAGIC, RAMFS_MAGIC].contains(&s.f_type))
-    {
-        FileIo::Direct
-    } else {
-        FileIo::Ring
+/// How files of device `dev` are read and written, from the filesystem type
+/// `/proc/self/mountinfo` gives it (a read of procfs: nothing is asked of the backing
+/// filesystem itself, which for FUSE or NFS could mean waiting for its server).
+fn file_io(dev: u64) -> FileIo {
+    std::fs::read_to_string("/proc/self/mountinfo").map_or(FileIo::Ring, |text| {
+        io_for_fstype(fstype_in_mountinfo(&text, dev))
+    })
+}
+
+/// [`FileIo`] for a filesystem type as mountinfo names it.
+fn io_for_fstype(fstype: Option<&str>) -> FileIo {
+    match fstype {
+        Some("fuse" | "fuseblk") => FileIo::Punt,
+        Some(t) if t.starts_with("fuse.") => FileIo::Punt,
+        Some("tmpfs" | "ramfs") => FileIo::Direct,
+        _ => FileIo::Ring,
     }
 }
 
-/// Whether `mountinfo` (as in `/proc/self/mountinfo`: the third field is `major:minor`, the
-/// first after ` - ` the type) mounts a FUSE filesystem (`fuse`, `fuseblk`, `fuse.*`) on
-/// device `dev`.
-fn fuse_in_mountinfo(mountinfo: &str, dev: u64) -> bool {
+/// The type of the filesystem `mountinfo` (as in `/proc/self/mountinfo`: the third field
+/// is `major:minor`, the first after ` - ` the type) mounts on device `dev`.
+fn fstype_in_mountinfo(mountinfo: &str, dev: u64) -> Option<&str> {
     let want = format!("{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev));
-    mountinfo.lines().any(|line| {
-        let fstype = line
-            .split_once(" - ")
-            .and_then(|(_, rest)| rest.split(' ').next());
-        line.split(' ').nth(2) == Some(want.as_str())
-            && fstype.is_some_and(|t| t == "fuse" || t == "fuseblk" || t.starts_with("fuse."))
-    })
+    mountinfo
+        .lines()
+        .filter(|line| line.split(' ').nth(2) == Some(want.as_str()))
+        .find_map(|line| line.split_once(" - ")?.1.split(' ').next())
 }
 
 /// Whether the filesystem holding `fd` may take long for metadata: FUSE and the network
@@ -458,15 +458,15 @@ impl Passthrough {
         }
     }
 
-    /// How the files of `node` (`fd` is one) are read and written ([`file_io`], once per
-    /// backing device).
-    fn io_of(&self, node: u64, fd: BorrowedFd<'_>) -> FileIo {
+    /// How the files of `node` are read and written ([`file_io`], once per backing
+    /// device).
+    fn io_of(&self, node: u64) -> FileIo {
         let Some(dev) = lock(&self.nodes).dev(node) else {
             return FileIo::Ring;
         };
         *lock(&self.dev_io)
             .entry(dev)
-            .or_insert_with(|| file_io(dev, fd))
+            .or_insert_with(|| file_io(dev))
     }
 
     /// Who a creation in `parent` is for, if not root (an `fstat` of the parent, for the
@@ -620,12 +620,15 @@ impl Passthrough {
     /// OPEN and CREATE's end: registers the open file `fd` of `node` (and its backing id)
     /// unless the request was cancelled, which closes it instead.
     async fn add_file(&self, cx: &AsyncCx, node: u64, fd: OwnedFd) -> Result<Opened, Errno> {
-        let io = self.io_of(node, fd.as_fd());
+        let io = self.io_of(node);
         if cx.is_cancelled() {
             self.close(cx, fd, io == FileIo::Punt).await;
             return Err(Errno::EINTR);
         }
         let backing = self.acquire_backing(cx, node, fd.as_fd());
+        if io == FileIo::Direct {
+            bump(&self.counters.direct_files);
+        }
         let fh = lock(&self.files).insert(Arc::new(File {
             fd,
             node,
@@ -727,7 +730,7 @@ impl AsyncFilesystem for Passthrough {
             } else {
                 let w = self.reopen(cx, fd.as_fd(), OFlags::WRONLY).await?;
                 let r = self.ftruncate(cx, w.as_fd(), size).await;
-                let punt = self.io_of(node.0, w.as_fd()) == FileIo::Punt;
+                let punt = self.io_of(node.0) == FileIo::Punt;
                 self.close(cx, w, punt).await;
                 r?;
             }
@@ -1171,14 +1174,19 @@ mod tests {
     }
 
     #[test]
-    fn fuse_devices_are_found_in_mountinfo() {
+    fn file_io_follows_the_type_in_mountinfo() {
         let text = "36 25 0:61 / /mnt/a rw - fuse.memfs memfs rw\n\
                     37 25 0:62 / /mnt/b rw - fuse /dev/fuse rw\n\
-                    38 25 0:63 / /tmp rw - tmpfs tmpfs rw\n";
-        let dev = rustix::fs::makedev;
-        assert!(fuse_in_mountinfo(text, dev(0, 61)));
-        assert!(fuse_in_mountinfo(text, dev(0, 62)));
-        assert!(!fuse_in_mountinfo(text, dev(0, 63)), "tmpfs");
+                    38 25 0:63 / /tmp rw - tmpfs tmpfs rw\n\
+                    39 25 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n";
+        let io = |major, minor| {
+            io_for_fstype(fstype_in_mountinfo(text, rustix::fs::makedev(major, minor)))
+        };
+        assert_eq!(io(0, 61), FileIo::Punt);
+        assert_eq!(io(0, 62), FileIo::Punt);
+        assert_eq!(io(0, 63), FileIo::Direct, "tmpfs");
+        assert_eq!(io(8, 1), FileIo::Ring, "ext4");
+        assert_eq!(io(0, 99), FileIo::Ring, "not in mountinfo");
     }
 
     #[test]

@@ -400,7 +400,7 @@ fn run(args: &Args) -> Result<(), String> {
     // The same, for scripts and tests.
     println!(
         "passthrough-counters: kernel={} reads={reads} writes={writes} passthrough_opens={} \
-         backing_opened={} backing_closed={} backing_left={} cancelled={} \
+         backing_opened={} backing_closed={} backing_left={} direct_files={} cancelled={} \
          request_bytes_copied={} reply_bytes_copied={}",
         match kernel {
             KernelPassthrough::Off => "off",
@@ -413,6 +413,7 @@ fn run(args: &Args) -> Result<(), String> {
         count(&c.backing_opened),
         count(&c.backing_closed),
         fs.backing_ids(),
+        count(&c.direct_files),
         stats.fs_ops_cancelled,
         stats.request_bytes_copied,
         stats.reply_bytes_copied,

@@ -602,6 +602,13 @@ fn tree_copied_in_and_out_is_byte_identical() {
         }
         let (stdout, _) = server.stop();
         println!("{args}: {}", stdout.trim());
+        if tmpfs {
+            // The files went through pread/pwrite, not the ring.
+            assert!(
+                Counters::parse(&stdout).get("direct_files") > 0,
+                "{args}: no file of the tmpfs source was served with pread/pwrite:\n{stdout}"
+            );
+        }
     }
 }
 
