@@ -110,7 +110,7 @@ use crate::reply::{
     DirFill, DirPlusFill, Done, FileLock, Outcome, Reply, ReplyAttr, ReplyBmap, ReplyCopied,
     ReplyCreate, ReplyData, ReplyDir, ReplyDirPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock,
     ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyStatx, ReplyWrite, ReplyXattr, Statfs,
-    kind,
+    Whose, kind,
 };
 use crate::task::{
     AsyncCx, FUTURE_OFFSET, ReadBuf, TaskArea, TaskState, WAKE_TAG, WakeId, WriteBuf, assert_fits,
@@ -180,7 +180,12 @@ impl XattrOut<'_> {
         //   within this call.
         let buf = unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.full) };
         let mut outcome = Outcome::Pending;
-        let reply = Reply::<kind::Xattr>::new(buf, &mut outcome, 0, 0, self.limit);
+        let whose = Whose {
+            slot: 0,
+            unique: 0,
+            owner: 0,
+        };
+        let reply = Reply::<kind::Xattr>::new(buf, &mut outcome, whose, self.limit, None);
         let _ = reply.value(bytes);
         self.result = Some(match outcome {
             Outcome::Payload(n) => Ok(n),
@@ -806,8 +811,7 @@ impl<F: AsyncFilesystem> Async<F> {
             }
             _ => {
                 // Resumed later by slot and unique (`settle`), not by this token.
-                let (done, _token) = reply.defer();
-                done
+                reply.hold()
             }
         };
         self.drain(cx);
@@ -967,8 +971,14 @@ impl Out {
         //   handler returned, when no `ReadBuf`, `DirFill` or `XattrOut` of it lives, and
         //   the borrow ends within this call.
         let payload = unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.full) };
-        let reply = Reply::<K>::new(payload, &mut outcome, self.slot, self.unique, self.limit)
-            .with_wide(self.wide);
+        // Encoding only: never deferred, so no loop owns a token of it.
+        let whose = Whose {
+            slot: self.slot,
+            unique: self.unique,
+            owner: 0,
+        };
+        let reply =
+            Reply::<K>::new(payload, &mut outcome, whose, self.limit, None).with_wide(self.wide);
         let _ = f(reply);
         outcome
     }

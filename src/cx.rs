@@ -11,7 +11,7 @@ use crate::abi::flags::NotifyEntryFlags;
 use crate::abi::notify::{self, NotifyError};
 use crate::attr::NodeId;
 use crate::notifier::Notifier;
-use crate::reply::{Deferred, Outcome, Reply};
+use crate::reply::{Deferred, Lent, Outcome, Reply};
 use crate::ring::{Ring, Sqe};
 use crate::slab::SlabView;
 use crate::stats::Stats;
@@ -36,6 +36,8 @@ pub(crate) struct Env<'a> {
     pub io: Option<Io<'a>>,
     /// Counters.
     pub stats: &'a mut Stats,
+    /// The loop's id, carried by the tokens of the requests it defers (see `lost`).
+    pub owner: u16,
 }
 
 /// The ring and the `/dev/fuse` descriptor.
@@ -53,6 +55,9 @@ pub const MAX_TAG: u64 = (1 << crate::session::KIND_SHIFT) - 1;
 pub struct Cx<'a> {
     pub(crate) info: Info,
     pub(crate) env: Env<'a>,
+    /// In a request's own call: where its reply leaves its payload area if it defers, for
+    /// a [`resume`](Self::resume) in the same call.
+    pub(crate) lent: Option<&'a Lent<'a>>,
 }
 
 impl Cx<'_> {
@@ -83,14 +88,28 @@ impl Cx<'_> {
         self.info.pid
     }
 
-    /// Turns a deferred request back into its reply, to answer it now.
+    /// Turns a deferred request back into its reply, to answer it now — in a later call,
+    /// or in the call that deferred it.
     ///
     /// `None` if the token is stale: the request was interrupted (the session already
     /// answered `EINTR`) — the slot is released all the same, so always resume a token
-    /// once.
+    /// once. (A token dropped without being resumed is answered `EIO`; see
+    /// [`Deferred`].)
     pub fn resume<K>(&mut self, deferred: Deferred<K>) -> Option<Reply<'_, K>> {
-        let (area, meta) = self.env.slab.reply_of(deferred.slot as usize)?;
+        if deferred.owner != self.env.owner {
+            // Another loop's token (per-CPU loops): it cannot be answered here. Dropped,
+            // it is answered EIO by its own loop.
+            return None;
+        }
+        if self.lent.is_some() && self.info.unique == deferred.unique {
+            return self.resume_current(deferred);
+        }
+        let Some((area, meta)) = self.env.slab.reply_of(deferred.slot as usize) else {
+            deferred.spend();
+            return None;
+        };
         if !meta.fs_holds || meta.unique != deferred.unique {
+            deferred.spend();
             return None;
         }
         meta.fs_holds = false;
@@ -99,8 +118,22 @@ impl Cx<'_> {
         if meta.answered {
             // Answered by the session (EINTR after INTERRUPT), sent or about to be: the
             // token only frees the slot.
+            deferred.spend();
             return None;
         }
+        Some(Reply::resumed(area, &mut meta.outcome.0, deferred))
+    }
+
+    /// [`resume`](Self::resume) of the request this call is handling, which its reply just
+    /// deferred: the answer is sent with the resumed replies after the call.
+    fn resume_current<K>(&mut self, deferred: Deferred<K>) -> Option<Reply<'_, K>> {
+        // `defer_into` lends no area (the filesystem holds it): the token, dropped here,
+        // is answered EIO.
+        let area = self.lent.and_then(Lent::take)?;
+        let meta = self.env.slab.meta.get_mut(deferred.slot as usize)?;
+        meta.unique = deferred.unique;
+        meta.resumed = true;
+        *self.env.resumed += 1;
         Some(Reply::resumed(area, &mut meta.outcome.0, deferred))
     }
 

@@ -13,7 +13,7 @@ use crate::abi::request::{Operation, Request};
 use crate::attr::NodeId;
 use crate::cx::Cx;
 use crate::fs::{CopyRange, Filesystem, IoctlArgs, SetAttr};
-use crate::reply::{FileLock, Outcome, Reply};
+use crate::reply::{FileLock, Lent, Outcome, Reply, Whose};
 
 /// No size limit beyond the buffer.
 const UNLIMITED: u32 = u32::MAX;
@@ -24,8 +24,10 @@ pub(crate) struct ReplySlot<'r> {
     pub payload: &'r mut [u8],
     /// What the filesystem did.
     pub outcome: &'r mut Outcome,
-    /// The slot, for deferring.
-    pub slot: u32,
+    /// The request, for deferring.
+    pub whose: Whose,
+    /// Where a deferring reply leaves its payload area (for a resume in the same call).
+    pub lent: &'r Lent<'r>,
 }
 
 /// Calls the filesystem for `req`. Operations without a reply (FORGET, BATCH_FORGET,
@@ -42,14 +44,15 @@ pub(crate) fn dispatch<F: Filesystem>(
     let ReplySlot {
         payload,
         outcome,
-        slot,
+        whose,
+        lent,
     } = out;
     macro_rules! reply {
         () => {
             reply!(UNLIMITED)
         };
         ($limit:expr) => {
-            Reply::new(payload, outcome, slot, unique, $limit)
+            Reply::new(payload, outcome, whose, $limit, Some(lent))
         };
     }
     let _: crate::reply::Done = match req.op {
@@ -192,7 +195,7 @@ pub(crate) fn dispatch<F: Filesystem>(
         // Answered by the session before dispatch; if one gets here (a second INIT, a
         // DESTROY on a plain mount), it is a protocol error.
         Operation::Init { .. } | Operation::Interrupt { .. } | Operation::Destroy => {
-            Reply::<crate::reply::kind::Empty>::new(payload, outcome, slot, unique, UNLIMITED)
+            Reply::<crate::reply::kind::Empty>::new(payload, outcome, whose, UNLIMITED, None)
                 .error(Errno::EPROTO)
         }
         // CUSE and DAX requests never reach a plain FUSE server; unknown opcodes come from
@@ -201,7 +204,7 @@ pub(crate) fn dispatch<F: Filesystem>(
         | Operation::SetupMapping { .. }
         | Operation::RemoveMapping { .. }
         | Operation::Unknown { .. } => {
-            Reply::<crate::reply::kind::Empty>::new(payload, outcome, slot, unique, UNLIMITED)
+            Reply::<crate::reply::kind::Empty>::new(payload, outcome, whose, UNLIMITED, None)
                 .error(Errno::ENOSYS)
         }
     };

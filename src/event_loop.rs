@@ -36,10 +36,11 @@ use crate::error::{Error, errno};
 use crate::fs::Filesystem;
 use crate::init::{clamp_max_write, request_buffer_size};
 use crate::notifier::Notifier;
+use crate::reply::Outcome;
 use crate::ring::{Cqe, IoringAsyncCancelFlags, Ring, Sqe};
 use crate::session::{
-    Action, Config, Core, KIND_CANCEL, KIND_ENTRY, KIND_FS, KIND_INIT, KIND_IRQ, KIND_NOTIFY,
-    KIND_READ, KIND_STOP, KIND_WRITE, MAX_SLOTS, push, split_user_data, user_data,
+    Action, Config, Core, KIND_CANCEL, KIND_ENTRY, KIND_FS, KIND_GRACE, KIND_INIT, KIND_IRQ,
+    KIND_NOTIFY, KIND_READ, KIND_STOP, KIND_WRITE, MAX_SLOTS, push, split_user_data, user_data,
 };
 use crate::slab::{Layout, Slab, SlotKind, SlotMeta};
 use crate::stats::Stats;
@@ -120,6 +121,11 @@ pub(crate) struct Loop<'a, F> {
     /// bytes its READ lands in.
     pub irq_event: Option<BorrowedFd<'a>>,
     pub irq_buf: &'a mut [u8; 8],
+    /// Tokens of this loop dropped unanswered (its id is their owner).
+    pub lost: crate::lost::Watch,
+    /// How long a stop waits for requests the filesystem still holds
+    /// ([`Config::stop_grace`]).
+    pub stop_grace: core::time::Duration,
 }
 
 /// Which slots are idle (no READ, no reply in flight, not held by the filesystem), which
@@ -394,6 +400,7 @@ impl<F: Filesystem> Loop<'_, F> {
                     self.cancel_all(&slots);
                 }
             }
+            self.collect_lost(&mut resumed);
             // Once per pass, not per completion: `send_resumed` looks at every slot, and a
             // pass may reap dozens of completions that each resume one (a batch of timers
             // expiring: 7 % of the loop's CPU went into these scans at 128 slots).
@@ -533,6 +540,7 @@ impl<F: Filesystem> Loop<'_, F> {
                         notifier: self.notifier,
                     }),
                     stats: self.stats,
+                    owner: self.lost.id,
                 };
                 let is_init = matches!(req.op, crate::abi::request::Operation::Init { .. });
                 (
@@ -569,8 +577,10 @@ impl<F: Filesystem> Loop<'_, F> {
             }
             Action::Nothing => Handled::Idle,
             Action::Deferred => {
+                self.stats.deferred += 1;
                 if let Some(m) = self.meta.get_mut(i) {
-                    m.fs_holds = true;
+                    // Resumed in the same call: `send_resumed` sends it after the pass.
+                    m.fs_holds = !m.resumed;
                     m.unique = unique;
                 }
                 Handled::Busy
@@ -753,6 +763,7 @@ impl<F: Filesystem> Loop<'_, F> {
                         notifier: self.notifier,
                     }),
                     stats: self.stats,
+                    owner: self.lost.id,
                 };
                 (
                     self.core.handle(env, i as u32, &req, reply_area, false),
@@ -799,6 +810,7 @@ impl<F: Filesystem> Loop<'_, F> {
                 notifier: self.notifier,
             }),
             stats: self.stats,
+            owner: self.lost.id,
         };
         f(self.core, env);
     }
@@ -810,6 +822,7 @@ impl<F: Filesystem> Loop<'_, F> {
             let mut cx = Cx {
                 info: Info::default(),
                 env,
+                lent: None,
             };
             f(&mut core.fs, &mut cx);
         });
@@ -852,6 +865,50 @@ impl<F: Filesystem> Loop<'_, F> {
         }
     }
 
+    /// Answers `EIO` to the requests whose token the filesystem dropped unanswered (see
+    /// `lost`); counts resumed slots in `resumed`.
+    fn collect_lost(&mut self, resumed: &mut u32) {
+        let (meta, stats) = (&mut *self.meta, &mut *self.stats);
+        let before = stats.lost_deferred;
+        self.lost.take(|slot, unique| {
+            let Some(m) = meta.get_mut(slot as usize) else {
+                return;
+            };
+            if !m.fs_holds || m.unique as u32 != unique {
+                return;
+            }
+            m.fs_holds = false;
+            m.resumed = true;
+            if !m.answered {
+                m.outcome.0 = Outcome::Error(Errno::EIO);
+            }
+            stats.lost_deferred += 1;
+            *resumed += 1;
+        });
+        if stats.lost_deferred != before {
+            crate::lost::warn_lost();
+        }
+    }
+
+    /// At the end of a stop's grace: answers `EIO` to every `/dev/fuse` request the
+    /// filesystem still holds. Native entries are not committed (the kernel could refill
+    /// one while the filesystem's own operations still use its buffers): the connection's
+    /// end answers them once the session lets go of the device.
+    fn abandon_held(&mut self, resumed: &mut u32) {
+        let mut held = 0u64;
+        for m in self.meta.iter_mut().filter(|m| m.fs_holds && !m.answered) {
+            held += 1;
+            if m.kind == SlotKind::Dev {
+                m.outcome.0 = Outcome::Error(Errno::EIO);
+                m.answered = true;
+                m.resumed = true;
+                *resumed += 1;
+            }
+        }
+        self.stats.abandoned += held;
+        crate::lost::warn_abandoned(held, self.stop_grace);
+    }
+
     fn cancel(&mut self, target: u64) {
         let sqe = Sqe::async_cancel(target, IoringAsyncCancelFlags::empty())
             .user_data(user_data(KIND_CANCEL, 0));
@@ -875,6 +932,15 @@ impl<F: Filesystem> Loop<'_, F> {
         if stop_armed {
             self.cancel(user_data(KIND_STOP, 0));
         }
+        // Requests the filesystem holds get `stop_grace` to be answered; a timeout (which
+        // points at no memory of ours, so it may still be pending when the ring goes) ends
+        // the wait.
+        let mut grace_over = false;
+        if self.meta.iter().any(|m| m.fs_holds) {
+            let sqe = Sqe::timeout(self.stop_grace, 0, crate::ring::IoringTimeoutFlags::empty())
+                .user_data(user_data(KIND_GRACE, 0));
+            grace_over = push(self.ring, &sqe, self.stats).is_err();
+        }
         let mut resumed = 0u32;
         let mut slots = Slots {
             idle: ArrayVec::new(),
@@ -885,7 +951,7 @@ impl<F: Filesystem> Loop<'_, F> {
         };
         loop {
             let writes = self.meta.iter().any(|m| m.write_in_flight);
-            let held = self.meta.iter().any(|m| m.fs_holds);
+            let held = !grace_over && self.meta.iter().any(|m| m.fs_holds);
             if !writes
                 && !held
                 && !stop_armed
@@ -925,9 +991,14 @@ impl<F: Filesystem> Loop<'_, F> {
                         self.stats.fs_ops_in_flight = self.stats.fs_ops_in_flight.saturating_sub(1);
                         self.on_fs_completion(index, &cqe, &mut resumed);
                     }
+                    KIND_GRACE if !grace_over => {
+                        grace_over = true;
+                        self.abandon_held(&mut resumed);
+                    }
                     _ => {}
                 }
             }
+            self.collect_lost(&mut resumed);
             if resumed > 0 {
                 resumed = 0;
                 self.send_resumed(&mut slots);

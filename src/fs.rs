@@ -26,7 +26,14 @@ pub struct InitConfig {
     pub offered: InitFlags,
     /// What the filesystem wants. Starts with the session's defaults, which need nothing
     /// from the filesystem: `ASYNC_READ`, `BIG_WRITES`, `AUTO_INVAL_DATA`, `MAX_PAGES`,
-    /// `PARALLEL_DIROPS`, `ABORT_ERROR` and `INIT_EXT`.
+    /// `PARALLEL_DIROPS`, `ABORT_ERROR`, `ASYNC_DIO` and `INIT_EXT`. `ASYNC_DIO` (also
+    /// libfuse's default) lets the kernel send a caller's direct I/O as concurrent
+    /// requests: without it, O_DIRECT reads of one file reach the filesystem one at a time
+    /// whatever the caller's queue depth (about 900 reads/s against 1 ms per read);
+    /// the cost: those requests are background ones, for which the kernel sends no
+    /// INTERRUPT, so a signal does not cut short a direct read the filesystem is slow to
+    /// answer. Remove it for a filesystem that needs its direct reads one at a time, or
+    /// interruptible.
     /// Add `DO_READDIRPLUS` (and `READDIRPLUS_AUTO`) only if
     /// [`Filesystem::readdirplus`] is implemented, `POSIX_LOCKS`/`FLOCK_LOCKS` only if the
     /// lock methods are.
@@ -35,7 +42,10 @@ pub struct InitConfig {
     pub max_readahead: u32,
     /// Largest WRITE the kernel will send; bounded by the session's buffers.
     pub max_write: u32,
-    /// Background requests (readahead, writeback) the kernel keeps in flight at most.
+    /// Background requests (readahead, writeback, asynchronous direct I/O) the kernel
+    /// keeps in flight at most. Default 64 (the kernel's own default is 12); the loop's
+    /// [`slots`](crate::Config::slots) and
+    /// [`queue_depth`](crate::Config::queue_depth) bound what it serves at once.
     pub max_background: u16,
     /// Where the kernel starts throttling background requests.
     pub congestion_threshold: u16,

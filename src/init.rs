@@ -26,6 +26,7 @@ pub(crate) const DEFAULT_WANT: InitFlags = InitFlags(
         | InitFlags::MAX_PAGES.0
         | InitFlags::PARALLEL_DIROPS.0
         | InitFlags::ABORT_ERROR.0
+        | InitFlags::ASYNC_DIO.0
         | InitFlags::INIT_EXT.0,
 );
 

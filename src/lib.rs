@@ -34,6 +34,7 @@ mod error;
 mod event_loop;
 mod fs;
 mod init;
+mod lost;
 pub mod mount;
 mod notifier;
 pub mod reply;

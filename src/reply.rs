@@ -16,7 +16,16 @@
 //! [`Deferred<K>`] token (no heap, a few words) that the filesystem stores and later turns
 //! back into a reply with [`Cx::resume`](crate::Cx::resume), typically when its own I/O
 //! submitted on the loop's ring completes. The request's buffers stay reserved until then.
+//! Resuming in the very call that deferred works too (the answer then goes out as if the
+//! method had answered directly).
+//!
+//! A token dropped without being resumed cannot leave its caller waiting: the loop answers
+//! the request `EIO`, counts it in [`Stats::lost_deferred`](crate::Stats::lost_deferred)
+//! and says so once on stderr. A token kept but never resumed holds its request until the
+//! session stops, which then waits [`Config::stop_grace`](crate::Config::stop_grace) for it
+//! before answering `EIO`.
 
+use core::cell::Cell;
 use core::marker::PhantomData;
 use core::time::Duration;
 
@@ -109,19 +118,41 @@ pub struct Reply<'r, K> {
     limit: u32,
     /// Extra per-kind facts: for [`kind::Copied`], whether the 64-bit reply is wanted.
     wide: bool,
+    /// The id of the loop that holds the request (carried by its token).
+    owner: u16,
+    /// For the request being handled: where [`defer`](Self::defer) leaves the payload area,
+    /// so that [`Cx::resume`](crate::Cx::resume) can answer in the same call.
+    lent: Option<&'r Lent<'r>>,
     _kind: PhantomData<fn() -> K>,
+}
+
+/// Where a deferring reply leaves its payload area for a resume within the same call.
+pub(crate) type Lent<'r> = Cell<Option<&'r mut [u8]>>;
+
+/// Which request of which loop a reply answers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Whose {
+    pub slot: u32,
+    pub unique: u64,
+    /// The loop's id (see `lost`).
+    pub owner: u16,
 }
 
 /// A deferred request of reply kind `K`: turn it back into a [`Reply`] with
 /// [`Cx::resume`](crate::Cx::resume). It is deliberately neither `Copy` nor `Clone`: a
 /// request is answered once.
-#[must_use = "a deferred request must be resumed and answered, or the caller waits forever"]
+///
+/// Dropping a token unresumed answers its request `EIO` (the loop does it at its next
+/// pass, counting it in [`Stats::lost_deferred`](crate::Stats::lost_deferred)): a bug in
+/// the filesystem, but not one that leaves a caller waiting for good.
+#[must_use = "a deferred request must be resumed and answered (dropped, it is answered EIO)"]
 #[derive(Debug)]
 pub struct Deferred<K> {
     pub(crate) slot: u32,
     pub(crate) unique: u64,
     pub(crate) limit: u32,
     pub(crate) wide: bool,
+    pub(crate) owner: u16,
     _kind: PhantomData<fn() -> K>,
 }
 
@@ -129,6 +160,17 @@ impl<K> Deferred<K> {
     /// The request's `unique` (as in the kernel's `fuse_in_header`).
     pub fn unique(&self) -> u64 {
         self.unique
+    }
+
+    /// Uses the token up without posting it as lost (it was resumed).
+    pub(crate) fn spend(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl<K> Drop for Deferred<K> {
+    fn drop(&mut self) {
+        crate::lost::post(self.owner, self.slot, self.unique);
     }
 }
 
@@ -173,26 +215,34 @@ impl<'r, K> Reply<'r, K> {
     pub(crate) fn new(
         payload: &'r mut [u8],
         outcome: &'r mut Outcome,
-        slot: u32,
-        unique: u64,
+        whose: Whose,
         limit: u32,
+        lent: Option<&'r Lent<'r>>,
     ) -> Self {
         *outcome = Outcome::Pending;
         Self {
             payload,
             outcome,
-            slot,
-            unique,
+            slot: whose.slot,
+            unique: whose.unique,
             limit,
             wide: false,
+            owner: whose.owner,
+            lent,
             _kind: PhantomData,
         }
     }
 
-    #[allow(clippy::needless_pass_by_value)] // takes the token so that it is used once
+    /// The reply of a resumed token, which it uses up.
     pub(crate) fn resumed(payload: &'r mut [u8], outcome: &'r mut Outcome, d: Deferred<K>) -> Self {
-        let mut r = Self::new(payload, outcome, d.slot, d.unique, d.limit);
+        let whose = Whose {
+            slot: d.slot,
+            unique: d.unique,
+            owner: d.owner,
+        };
+        let mut r = Self::new(payload, outcome, whose, d.limit, None);
         r.wide = d.wide;
+        d.spend();
         r
     }
 
@@ -234,7 +284,8 @@ impl<'r, K> Reply<'r, K> {
         Done(())
     }
 
-    /// Keeps the request open to answer it later with [`Cx::resume`](crate::Cx::resume).
+    /// Keeps the request open to answer it later with [`Cx::resume`](crate::Cx::resume)
+    /// (from a later call, or from this one).
     pub fn defer(self) -> (Done, Deferred<K>) {
         *self.outcome = Outcome::Deferred;
         let d = Deferred {
@@ -242,9 +293,19 @@ impl<'r, K> Reply<'r, K> {
             unique: self.unique,
             limit: self.limit,
             wide: self.wide,
+            owner: self.owner,
             _kind: PhantomData,
         };
+        if let Some(lent) = self.lent {
+            lent.set(Some(self.payload));
+        }
         (Done(()), d)
+    }
+
+    /// Defers with no token: the asynchronous adapter answers by slot and unique.
+    pub(crate) fn hold(self) -> Done {
+        *self.outcome = Outcome::Deferred;
+        Done(())
     }
 
     /// Writes a payload with an abi encoder; a buffer too small for a fixed-size reply is
@@ -376,7 +437,10 @@ impl<'r> Reply<'r, kind::Data> {
     /// bytes) to fill while it stays deferred — for example as the target of the
     /// filesystem's own READ of a backing file, so data reaches the kernel with no copy.
     /// The loop does not touch the buffer until the token is resumed; answer then with
-    /// [`commit`](Self::commit)`(n)` on the resumed reply.
+    /// [`commit`](Self::commit)`(n)` on the resumed reply. (The buffer is out, so this
+    /// token cannot be resumed in the same call: [`Cx::resume`](crate::Cx::resume) then
+    /// gives `None` and the request is answered `EIO`. To answer at once, fill
+    /// [`buffer`](Self::buffer) and [`commit`](Self::commit) instead of deferring.)
     pub fn defer_into(self) -> (Done, Deferred<kind::Data>, &'r mut [u8]) {
         let cap = self.capacity();
         let Reply {
@@ -386,6 +450,7 @@ impl<'r> Reply<'r, kind::Data> {
             unique,
             limit,
             wide,
+            owner,
             ..
         } = self;
         *outcome = Outcome::Deferred;
@@ -394,6 +459,7 @@ impl<'r> Reply<'r, kind::Data> {
             unique,
             limit,
             wide,
+            owner,
             _kind: PhantomData,
         };
         (Done(()), d, payload.get_mut(..cap).unwrap_or_default())

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::event_loop::Native;
 use crate::fs::Filesystem;
 use crate::init::{InitOutcome, Negotiated, negotiate};
-use crate::reply::Outcome;
+use crate::reply::{Lent, Outcome, Whose};
 use crate::ring::{PushError, Ring, Sqe};
 use crate::slab::SlotKind;
 use crate::stats::Stats;
@@ -28,6 +28,8 @@ pub(crate) const KIND_CANCEL: u64 = 6;
 pub(crate) const KIND_ENTRY: u64 = 7;
 pub(crate) const KIND_INIT: u64 = 8;
 pub(crate) const KIND_IRQ: u64 = 9;
+/// The end of a stop's grace for requests the filesystem holds.
+pub(crate) const KIND_GRACE: u64 = 10;
 
 /// INTERRUPTs passed between the loops of [`run_per_cpu`]: the kernel delivers every
 /// INTERRUPT through `/dev/fuse`, to whichever loop reads it, while the request it names
@@ -96,15 +98,26 @@ pub struct Config {
     /// Largest WRITE (and READ) the kernel may send, in bytes: a whole number of 4 KiB
     /// pages from 4 KiB to 1 MiB. Default 128 KiB.
     pub max_write: u32,
-    /// Requests in flight at once (slots, each with a request and a reply buffer of about
-    /// `max_write + 4 KiB`). Default 8, at most [`MAX_SLOTS`].
+    /// Requests in flight at once on `/dev/fuse` (slots, each with a request and a reply
+    /// buffer of about `max_write + 4 KiB`), deferred ones included: the kernel's requests
+    /// beyond it wait in its queue. Default 64, the `max_background` that
+    /// [`InitConfig`](crate::InitConfig) asks for by default, so that asynchronous reads
+    /// and writeback are not capped by the loop; at most [`MAX_SLOTS`]. The buffers are
+    /// allocated once, zeroed, and their pages are touched only as requests use them (64
+    /// slots reserve 16.5 MiB of address space at the default `max_write`; a GETATTR-only
+    /// load touches a few pages per slot in use):
+    /// [`buffer_bytes`](Self::buffer_bytes) and [`static_bytes`](Self::static_bytes) say
+    /// how much.
     pub slots: u16,
     /// Notifications in flight at once. Default 4.
     pub notify_slots: u8,
     /// Size of a notification buffer (bounds `notify_store` data). Default 4 KiB.
     pub notify_size: u32,
-    /// Stop cleanly on SIGINT and SIGTERM (blocks them in the thread that calls
-    /// [`Session::run`], which the loop then watches). Default true. Needs `std`.
+    /// Stop cleanly on SIGINT and SIGTERM: [`Session::new`] blocks them in its thread (and
+    /// so in the threads that thread starts afterwards) and a watcher thread turns each
+    /// into a stop, until the session is dropped. A stop before [`Session::run`] serves
+    /// aborts the connection, so a thread blocked on the mount in between is let go.
+    /// Default true. Needs `std`.
     pub handle_signals: bool,
     /// Open `/dev/fuse` non-blocking. Default true: a READ that io_uring cannot complete
     /// at once then fails fast instead of parking an io-wq worker in the kernel.
@@ -112,7 +125,11 @@ pub struct Config {
     /// The transport: [`TransportMode::Auto`] by default.
     pub transport: TransportMode,
     /// Entries registered per queue (one queue per possible CPU) with the native
-    /// transport. Default 2.
+    /// transport: the requests in flight at once from one CPU's callers, deferred ones
+    /// included (the kernel queues a CPU's requests on its own queue; the rest wait
+    /// there). Default 0, automatic: 64 (as [`slots`](Self::slots)) while the total fits
+    /// [`MAX_SLOTS`], i.e. `min(64, (MAX_SLOTS - slots) / possible CPUs)` and at least 1 —
+    /// 64 on up to 15 CPUs, 15 on 64. Each entry has a slot's buffers.
     pub queue_depth: u16,
     /// READs kept armed on `/dev/fuse` at once. Default 1: each READ armed on the device
     /// is woken by every new request, and the losers of that race were measured to be
@@ -130,6 +147,13 @@ pub struct Config {
     /// and server left unpinned (true: 4-10% more with both on one CPU, the same with
     /// them on two; `bench/results/same-cpu/`).
     pub replies_first: bool,
+    /// How long a stop (Ctrl-C, [`StopHandle`](crate::StopHandle), unmount) waits for the
+    /// requests the filesystem holds deferred, after telling it
+    /// [`stopping`](crate::Filesystem::stopping), before answering them `EIO` and ending
+    /// (each counted in [`Stats::abandoned`]). Default 5 s. The loop still waits for the
+    /// filesystem's own ring operations, whose memory the kernel may use until they
+    /// complete: cancel them in `stopping`.
+    pub stop_grace: core::time::Duration,
 }
 
 /// Most slots a loop may have.
@@ -143,7 +167,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_write: 128 * 1024,
-            slots: 8,
+            slots: 64,
             notify_slots: 4,
             notify_size: 4096,
             handle_signals: cfg!(feature = "std"),
@@ -151,7 +175,8 @@ impl Default for Config {
             reads_in_flight: 1,
             replies_first: true,
             transport: TransportMode::Auto,
-            queue_depth: 2,
+            queue_depth: 0,
+            stop_grace: core::time::Duration::from_secs(5),
         }
     }
 }
@@ -228,9 +253,6 @@ impl Config {
         if self.reads_in_flight == 0 || self.reads_in_flight > self.slots {
             return Err(Error::Config("reads_in_flight must be between 1 and slots"));
         }
-        if self.queue_depth == 0 {
-            return Err(Error::Config("queue_depth must be at least 1"));
-        }
         if usize::from(self.notify_slots) > crate::notifier::MAX_NOTIFY {
             return Err(Error::Config("notify_slots must be at most 32"));
         }
@@ -250,8 +272,23 @@ impl Config {
         } else {
             0
         };
-        let entries = queues * usize::from(self.queue_depth);
+        let entries = queues * self.depth();
         self.buffer_bytes() + crate::event_loop::layout(self, 0).size(entries)
+    }
+
+    /// Native entries per queue: [`queue_depth`](Self::queue_depth), or the automatic
+    /// choice it documents when 0.
+    pub fn entries_per_queue(&self) -> usize {
+        if self.queue_depth > 0 {
+            return usize::from(self.queue_depth);
+        }
+        let cpus = crate::sys::possible_cpus().unwrap_or(1).max(1);
+        let room = usize::from(MAX_SLOTS).saturating_sub(usize::from(self.slots));
+        (room / cpus).clamp(1, 64)
+    }
+
+    fn depth(&self) -> usize {
+        self.entries_per_queue()
     }
 
     /// [`static_bytes`](Self::static_bytes) for the filesystem type `F`: with the task
@@ -265,7 +302,7 @@ impl Config {
         } else {
             0
         };
-        let entries = queues * usize::from(self.queue_depth);
+        let entries = queues * self.depth();
         self.buffer_bytes_for::<F>() + crate::event_loop::layout(self, F::TASK_BYTES).size(entries)
     }
 
@@ -357,6 +394,7 @@ impl<F: Filesystem> Core<F> {
         let mut cx = Cx {
             info: Info::default(),
             env,
+            lent: None,
         };
         let _ = interrupt(&mut self.fs, &mut cx, target);
     }
@@ -413,7 +451,11 @@ impl<F: Filesystem> Core<F> {
         match req.op {
             Operation::Init { arg } => return self.init(&arg, h.unique, payload, native),
             Operation::Interrupt { arg } => {
-                let mut cx = Cx { info, env };
+                let mut cx = Cx {
+                    info,
+                    env,
+                    lent: None,
+                };
                 if !interrupt(&mut self.fs, &mut cx, arg.unique) {
                     #[cfg(feature = "std")]
                     if let Some((f, k)) = &self.forward {
@@ -433,7 +475,13 @@ impl<F: Filesystem> Core<F> {
             return Action::Reply(enc::error_header(h.unique, Errno::EIO));
         }
         let mut outcome = Outcome::Pending;
-        let mut cx = Cx { info, env };
+        let owner = env.owner;
+        let lent = Lent::new(None);
+        let mut cx = Cx {
+            info,
+            env,
+            lent: Some(&lent),
+        };
         dispatch(
             &mut self.fs,
             &mut cx,
@@ -441,7 +489,12 @@ impl<F: Filesystem> Core<F> {
             ReplySlot {
                 payload,
                 outcome: &mut outcome,
-                slot,
+                whose: Whose {
+                    slot,
+                    unique: h.unique,
+                    owner,
+                },
+                lent: &lent,
             },
         );
         if req.opcode().is_no_reply() {
@@ -450,10 +503,8 @@ impl<F: Filesystem> Core<F> {
         match outcome {
             Outcome::Payload(n) => Action::Reply(enc::out_header(h.unique, n)),
             Outcome::Error(e) => Action::Reply(enc::error_header(h.unique, e)),
-            Outcome::Deferred => {
-                cx.env.stats.deferred += 1;
-                Action::Deferred
-            }
+            // Counted (and, if resumed in the same call, sent) by the transport.
+            Outcome::Deferred => Action::Deferred,
             // The method returned another reply's Done and dropped its own: answer EIO
             // rather than leave the caller waiting.
             Outcome::Pending => Action::Reply(enc::error_header(h.unique, Errno::EIO)),
@@ -560,7 +611,55 @@ pub struct Session<F: Filesystem> {
     native: bool,
     stats: Stats,
     #[cfg(feature = "std")]
-    stop: std::sync::Arc<rustix::fd::OwnedFd>,
+    stop: std::sync::Arc<Stopper>,
+    /// SIGINT/SIGTERM watched from `new` on ([`Config::handle_signals`]).
+    #[cfg(feature = "std")]
+    _signals: Option<crate::sys::SignalWatch>,
+}
+
+/// How a session is stopped: the loop's stop eventfd, and — before the loop serves — the
+/// connection to abort, so that a caller blocked on the mount (the thread that will call
+/// `run`, say, touching the mount first) is let go.
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub(crate) struct Stopper {
+    fd: rustix::fd::OwnedFd,
+    /// The loop reads the stop event from now on.
+    serving: core::sync::atomic::AtomicBool,
+    /// The connection number (0 if not known).
+    connection: core::sync::atomic::AtomicU32,
+}
+
+#[cfg(feature = "std")]
+impl Stopper {
+    fn new() -> Result<Self, Error> {
+        let fd = crate::sys::stop_event().map_err(|e| Error::Io {
+            what: "creating the stop eventfd",
+            errno: crate::error::errno(e),
+        })?;
+        Ok(Self {
+            fd,
+            serving: core::sync::atomic::AtomicBool::new(false),
+            connection: core::sync::atomic::AtomicU32::new(0),
+        })
+    }
+
+    /// Asks the loop to stop; before it serves, aborts the connection too (nothing would
+    /// answer a request that arrives until then, and a thread waiting on one could not be
+    /// interrupted).
+    fn stop(&self) {
+        use core::sync::atomic::Ordering;
+        crate::sys::signal_stop(&self.fd);
+        if !self.serving.load(Ordering::Acquire) {
+            let conn = self.connection.swap(0, Ordering::AcqRel);
+            if conn != 0 && crate::sys::abort_connection(conn).is_ok() {
+                std::eprintln!(
+                    "ringfuse: stop asked while no loop serves the mount (before Session::run): \
+                     connection aborted, callers get ENOTCONN"
+                );
+            }
+        }
+    }
 }
 
 /// Which transport a session uses.
@@ -590,6 +689,16 @@ pub enum TransportMode {
 impl<F: Filesystem> Session<F> {
     /// Mounts `fs` at `mountpoint` (as root: `/dev/fuse` and `mount(2)`, no fusermount).
     ///
+    /// Nothing answers the kernel until [`run`](Self::run) (INIT included): the mount is
+    /// in the namespace, but any access to it (`stat`, `read_dir`, a shell's `ls`) waits
+    /// for the loop. Touch it from another thread or process once `run` is called, never
+    /// from the thread that is about to call `run` — answering INIT here would not help,
+    /// since the first LOOKUP or GETATTR needs the loop all the same. If that happens
+    /// anyway, Ctrl-C (with [`Config::handle_signals`]) or a
+    /// [`StopHandle::stop`](crate::StopHandle::stop) from another thread aborts the
+    /// connection: the blocked call fails with `ENOTCONN`, and `run` returns at once and
+    /// unmounts.
+    ///
     /// # Errors
     ///
     /// [`Error::Mount`] naming the cause and the fix (not root, no `/dev/fuse`, mount point
@@ -604,13 +713,26 @@ impl<F: Filesystem> Session<F> {
         config.validate()?;
         let native = native_wanted(config.transport)?;
         #[cfg(feature = "std")]
-        let stop = std::sync::Arc::new(crate::sys::stop_event().map_err(|e| Error::Io {
-            what: "creating the stop eventfd",
-            errno: crate::error::errno(e),
-        })?);
+        let stop = std::sync::Arc::new(Stopper::new()?);
         let mut options = options.clone();
         options.nonblocking(config.nonblocking_device);
         let mount = crate::mount::mount(mountpoint, &options)?;
+        #[cfg(feature = "std")]
+        stop.connection
+            .store(mount.connection(), core::sync::atomic::Ordering::Release);
+        #[cfg(feature = "std")]
+        let signals = if config.handle_signals {
+            let stopper = std::sync::Arc::clone(&stop);
+            // On error the mount is dropped, which unmounts it.
+            Some(
+                crate::sys::SignalWatch::start(move || stopper.stop()).map_err(|e| Error::Io {
+                    what: "watching SIGINT and SIGTERM",
+                    errno: crate::error::errno(e),
+                })?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             core: Core::new(fs, crate::init::clamp_max_write(config.max_write)),
             mount: Some(mount),
@@ -619,6 +741,8 @@ impl<F: Filesystem> Session<F> {
             stats: Stats::default(),
             #[cfg(feature = "std")]
             stop,
+            #[cfg(feature = "std")]
+            _signals: signals,
         })
     }
 
@@ -680,6 +804,8 @@ impl<F: Filesystem> Session<F> {
         mount: &crate::mount::Mount,
         memory: &'static mut [u8],
     ) -> Result<(), Error> {
+        // This loop watches no stop event: a stop (signal, handle) aborts the connection,
+        // which ends it.
         let mut queues = arrayvec::ArrayVec::<u16, STATIC_SLOTS>::new();
         if self.native {
             for q in 0..crate::sys::possible_cpus().unwrap_or(1).min(STATIC_SLOTS) {
@@ -727,11 +853,10 @@ impl<F: Filesystem> Session<F> {
 
     #[cfg(feature = "std")]
     fn serve(&mut self, mount: &crate::mount::Mount) -> Result<(), Error> {
-        let _signals = if self.config.handle_signals {
-            Some(watch_signals(&self.stop)?)
-        } else {
-            None
-        };
+        // From here the loop reads the stop event (one written before is read at once).
+        self.stop
+            .serving
+            .store(true, core::sync::atomic::Ordering::Release);
         let queues = if self.native {
             all_queues()
         } else {
@@ -747,7 +872,7 @@ impl<F: Filesystem> Session<F> {
             } else {
                 Native::Off
             },
-            stop_fd: Some(rustix::fd::AsFd::as_fd(&*stop)),
+            stop_fd: Some(rustix::fd::AsFd::as_fd(&stop.fd)),
             init_event: None,
             init_notify: &[],
             irq_event: None,
@@ -798,7 +923,7 @@ impl<F: Filesystem> Session<F> {
     #[cfg(feature = "std")]
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            fd: std::sync::Arc::clone(&self.stop),
+            stopper: std::sync::Arc::clone(&self.stop),
         }
     }
 }
@@ -808,14 +933,16 @@ impl<F: Filesystem> Session<F> {
 #[cfg(feature = "std")]
 #[derive(Clone, Debug)]
 pub struct StopHandle {
-    fd: std::sync::Arc<rustix::fd::OwnedFd>,
+    stopper: std::sync::Arc<Stopper>,
 }
 
 #[cfg(feature = "std")]
 impl StopHandle {
-    /// Asks the session to stop. Idempotent; returns at once.
+    /// Asks the session to stop. Idempotent; returns at once. Before
+    /// [`Session::run`] serves, it also aborts the connection, so that whatever waits on
+    /// the mount gets `ENOTCONN` (and `run` then returns at once, unmounting).
     pub fn stop(&self) {
-        crate::sys::signal_stop(&self.fd);
+        self.stopper.stop();
     }
 }
 
@@ -856,7 +983,7 @@ pub(crate) struct LoopSpec<'a> {
 
 /// How many slots a loop serving `spec` has.
 fn slot_count(config: &Config, spec: &LoopSpec<'_>) -> Result<usize, Error> {
-    let slots = spec.dev_slots + spec.queues.len() * usize::from(config.queue_depth);
+    let slots = spec.dev_slots + spec.queues.len() * config.depth();
     if slots > usize::from(MAX_SLOTS) || slots == 0 {
         return Err(Error::Config(
             "slots + possible CPUs x queue_depth must be 1..=1024",
@@ -907,7 +1034,7 @@ pub(crate) fn serve_loop_in<F: Filesystem>(
     let notify_size = config.notify_size as usize;
     let notify_count = usize::from(config.notify_slots);
     let mut notifier = crate::notifier::Notifier::new(notify, notify_count, notify_size);
-    let depth = usize::from(config.queue_depth);
+    let depth = config.depth();
     let entries = slots.saturating_sub(spec.dev_slots);
     for (k, m) in meta.iter_mut().enumerate() {
         *m = crate::slab::SlotMeta::default();
@@ -948,6 +1075,8 @@ pub(crate) fn serve_loop_in<F: Filesystem>(
         init_notify: spec.init_notify,
         irq_event: spec.irq_event,
         irq_buf: &mut irq_buf,
+        lost: crate::lost::Watch::new(),
+        stop_grace: config.stop_grace,
     }
     .run();
     if result.is_err() {
@@ -972,7 +1101,8 @@ fn all_queues() -> std::vec::Vec<u16> {
 fn watch_signals(
     stop: &std::sync::Arc<rustix::fd::OwnedFd>,
 ) -> Result<crate::sys::SignalWatch, Error> {
-    crate::sys::SignalWatch::start(std::sync::Arc::clone(stop)).map_err(|e| Error::Io {
+    let stop = std::sync::Arc::clone(stop);
+    crate::sys::SignalWatch::start(move || crate::sys::signal_stop(&stop)).map_err(|e| Error::Io {
         what: "watching SIGINT and SIGTERM",
         errno: crate::error::errno(e),
     })

@@ -19,6 +19,13 @@ pub struct Stats {
     pub deferred: u64,
     /// INTERRUPTs that cancelled a deferred request.
     pub interrupts: u64,
+    /// Deferred requests whose [`Deferred`](crate::Deferred) token the filesystem dropped
+    /// without resuming it; each was answered `EIO` (a bug in the filesystem).
+    pub lost_deferred: u64,
+    /// Deferred requests still unanswered when a stop's
+    /// [`grace`](crate::Config::stop_grace) ran out; answered `EIO` (native entries: by the
+    /// connection's end).
+    pub abandoned: u64,
     /// Requests that could not be parsed (answered with an error when their header was
     /// readable).
     pub malformed: u64,
@@ -66,6 +73,8 @@ impl Stats {
             errors,
             deferred,
             interrupts,
+            lost_deferred,
+            abandoned,
             malformed,
             reply_failures,
             notifications,
@@ -84,6 +93,8 @@ impl Stats {
         self.errors += errors;
         self.deferred += deferred;
         self.interrupts += interrupts;
+        self.lost_deferred += lost_deferred;
+        self.abandoned += abandoned;
         self.malformed += malformed;
         self.reply_failures += reply_failures;
         self.notifications += notifications;

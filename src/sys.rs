@@ -513,7 +513,9 @@ fn watched_signals() -> libc::sigset_t {
 
 #[cfg(feature = "std")]
 impl SignalWatch {
-    pub(crate) fn start(stop: std::sync::Arc<OwnedFd>) -> io::Result<Self> {
+    /// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts from now
+    /// on) and calls `on_signal` on a watcher thread for each one.
+    pub(crate) fn start(on_signal: impl Fn() + Send + 'static) -> io::Result<Self> {
         use core::sync::atomic::{AtomicBool, Ordering};
         let set = watched_signals();
         // SAFETY: `sigset_t` is a plain array of integers, for which all-zero is valid.
@@ -553,7 +555,7 @@ impl SignalWatch {
                         return;
                     }
                     if rc == 0 {
-                        signal_stop(&stop);
+                        on_signal();
                     }
                 }
             });

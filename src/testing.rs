@@ -129,6 +129,7 @@ pub struct Harness<F: Filesystem> {
     layout: Layout,
     meta: Vec<SlotMeta>,
     stats: Stats,
+    lost: crate::lost::Watch,
     next_unique: u64,
     resumed: Vec<Vec<u8>>,
     /// Uid, gid and pid the typed helpers put in their requests.
@@ -151,6 +152,7 @@ impl<F: Filesystem> Harness<F> {
             layout,
             meta: std::vec![SlotMeta::default(); slots],
             stats: Stats::default(),
+            lost: crate::lost::Watch::new(),
             next_unique: 2,
             resumed: Vec::new(),
             caller: (0, 0, 1),
@@ -260,6 +262,7 @@ impl<F: Filesystem> Harness<F> {
                         resumed: &mut resumed,
                         io: None,
                         stats: &mut self.stats,
+                        owner: self.lost.id,
                     };
                     (
                         self.core.handle(env, i as u32, &req, payload, false),
@@ -278,14 +281,27 @@ impl<F: Filesystem> Harness<F> {
             Action::Reply(h) => Response::Reply(self.reply_bytes(i, &h, opcode, hint)?),
             Action::Nothing => Response::Nothing,
             Action::Deferred => {
-                if let Some(m) = self.meta.get_mut(i) {
-                    m.fs_holds = true;
+                self.stats.deferred += 1;
+                let now = self.meta.get_mut(i).and_then(|m| {
                     m.unique = unique;
                     m.opcode_hint = (u32::from(opcode), hint.unwrap_or(u32::MAX));
+                    // Resumed in the same call: answered now, as the loop would send it.
+                    m.fs_holds = !m.resumed;
+                    if m.resumed {
+                        resumed -= 1;
+                        m.answered = true;
+                        m.take_resumed()
+                    } else {
+                        None
+                    }
+                });
+                match now {
+                    Some(h) => Response::Reply(self.reply_bytes(i, &h, opcode, hint)?),
+                    None => Response::Deferred,
                 }
-                Response::Deferred
             }
         };
+        self.collect_lost(&mut resumed);
         if resumed > 0 {
             self.collect_resumed()?;
         }
@@ -335,6 +351,25 @@ impl<F: Filesystem> Harness<F> {
         out.extend_from_slice(crate::abi::pod::as_bytes(h));
         out.extend_from_slice(payload);
         Ok(out)
+    }
+
+    /// Answers `EIO` to requests whose token the filesystem dropped (as the loop does).
+    fn collect_lost(&mut self, resumed: &mut u32) {
+        let (meta, stats) = (&mut self.meta, &mut self.stats);
+        self.lost.take(|slot, unique| {
+            let Some(m) = meta.get_mut(slot as usize) else {
+                return;
+            };
+            if m.fs_holds && m.unique as u32 == unique {
+                m.fs_holds = false;
+                m.resumed = true;
+                if !m.answered {
+                    m.outcome.0 = crate::reply::Outcome::Error(Errno::EIO);
+                }
+                stats.lost_deferred += 1;
+                *resumed += 1;
+            }
+        });
     }
 
     fn collect_resumed(&mut self) -> Result<(), HarnessError> {
@@ -657,6 +692,101 @@ mod tests {
         let req = h.request_for(1, Operation::Statfs);
         let r = h.call(&req).unwrap();
         assert_eq!(r.result().unwrap().len(), 80);
+    }
+
+    /// READ of node 2 resumes in the deferring call; of node 3 drops the token; of node 4
+    /// keeps it, and GETATTR then drops every kept one.
+    #[derive(Default)]
+    struct Careless {
+        kept: Vec<Deferred<kind::Data>>,
+    }
+
+    impl Filesystem for Careless {
+        fn read(
+            &mut self,
+            cx: &mut Cx<'_>,
+            node: NodeId,
+            _fh: u64,
+            _offset: u64,
+            _size: u32,
+            reply: crate::reply::ReplyData<'_>,
+        ) -> Done {
+            let (done, d) = reply.defer();
+            match node.0 {
+                2 => {
+                    if let Some(mut r) = cx.resume(d) {
+                        r.buffer()[..3].copy_from_slice(b"ok\n");
+                        let _ = r.commit(3);
+                    }
+                }
+                3 => drop(d),
+                _ => self.kept.push(d),
+            }
+            done
+        }
+
+        fn getattr(
+            &mut self,
+            _cx: &mut Cx<'_>,
+            _node: NodeId,
+            _fh: Option<u64>,
+            reply: ReplyAttr<'_>,
+        ) -> Done {
+            self.kept.clear();
+            reply.error(Errno::ENOENT)
+        }
+    }
+
+    #[test]
+    fn a_resume_in_the_deferring_call_answers_it() {
+        let mut h = Harness::new(Careless::default());
+        h.init().unwrap();
+        assert_eq!(h.read(2, 0, 0, 4096).unwrap(), b"ok\n");
+        assert!(h.resumed().is_empty(), "answered once, directly");
+        // The slot is free again: as many such reads as slots and more.
+        for _ in 0..20 {
+            assert_eq!(h.read(2, 0, 0, 4096).unwrap(), b"ok\n");
+        }
+        assert_eq!(h.stats().lost_deferred, 0);
+    }
+
+    #[test]
+    fn a_dropped_token_answers_eio_and_frees_its_slot() {
+        let mut h = Harness::new(Careless::default());
+        h.init().unwrap();
+        // Dropped in the deferring call.
+        let req = h.request_for(
+            3,
+            Operation::Read {
+                arg: crate::abi::kernel::fuse_read_in::default(),
+            },
+        );
+        assert_eq!(h.call(&req).unwrap(), Response::Deferred);
+        let replies = h.resumed();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(header(&replies[0]).error, -i32::from(Errno::EIO.get()));
+        // Kept, then dropped by a later call.
+        let req = h.request_for(
+            4,
+            Operation::Read {
+                arg: crate::abi::kernel::fuse_read_in::default(),
+            },
+        );
+        assert_eq!(h.call(&req).unwrap(), Response::Deferred);
+        assert!(h.resumed().is_empty());
+        assert_eq!(h.getattr(4).unwrap_err(), Errno::ENOENT);
+        let replies = h.resumed();
+        assert_eq!(
+            replies.len(),
+            1,
+            "the kept READ is answered once its token is dropped"
+        );
+        assert_eq!(header(&replies[0]).error, -i32::from(Errno::EIO.get()));
+        assert_eq!(h.stats().lost_deferred, 2);
+        // No slot stays held: more reads than slots still go through.
+        for _ in 0..20 {
+            assert_eq!(h.read(2, 0, 0, 4096).unwrap(), b"ok\n");
+        }
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub(crate) struct MountLine {
     pub(crate) mount_point: PathBuf,
     pub(crate) fstype: String,
     pub(crate) source: String,
+    /// `major:minor` of the mount's device (for FUSE, minor = the connection number).
+    pub(crate) dev: String,
 }
 
 pub(crate) fn mountinfo() -> Vec<MountLine> {
@@ -87,6 +89,7 @@ pub(crate) fn mountinfo() -> Vec<MountLine> {
                 mount_point: PathBuf::from(OsStr::from_bytes(&unescape(fields[4]))),
                 fstype: fields[dash + 1].to_owned(),
                 source: String::from_utf8_lossy(&unescape(fields[dash + 2])).into_owned(),
+                dev: fields[2].to_owned(),
             }
         })
         .collect()
@@ -116,6 +119,25 @@ pub(crate) fn mounts_under(path: &Path) -> Vec<MountLine> {
         .into_iter()
         .filter(|l| l.mount_point.starts_with(path))
         .collect()
+}
+
+/// Aborts the FUSE connections mounted on `path` (through fusectl, mounted if it is not):
+/// for a test whose in-process server hung, so that its callers blocked in the kernel are
+/// let go — a caller whose request the server read waits uninterruptibly, and a process
+/// holding such a thread and the server's `/dev/fuse` could otherwise never exit.
+pub(crate) fn abort_fuse_at(path: &Path) {
+    let conns = Path::new("/sys/fs/fuse/connections");
+    if !mountinfo().iter().any(|l| l.mount_point == conns) {
+        let _ = rustix::mount::mount(c"fusectl", conns, c"fusectl", MountFlags::empty(), None);
+    }
+    for l in mountinfo()
+        .iter()
+        .filter(|l| l.mount_point == path && l.fstype.starts_with("fuse"))
+    {
+        if let Some((_, minor)) = l.dev.split_once(':') {
+            let _ = std::fs::write(conns.join(minor).join("abort"), "1");
+        }
+    }
 }
 
 /// Lazily unmounts everything stacked on `path` (stops at the first error: EINVAL once

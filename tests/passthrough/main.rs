@@ -750,6 +750,17 @@ fn gate_attr(node: u64) -> Option<Attr> {
 }
 
 impl Filesystem for Gate {
+    /// No `ASYNC_DIO`: the passthrough server's O_DIRECT reads of the gate would then be
+    /// background requests, which a signal cannot interrupt (the kernel sends no INTERRUPT
+    /// for them), so cancelling them would not work — and these tests are about a backing
+    /// read that a stop cancels.
+    fn init(&mut self, cfg: &mut ringfuse::InitConfig) -> Result<(), Errno> {
+        cfg.want = cfg
+            .want
+            .difference(ringfuse::abi::flags::InitFlags::ASYNC_DIO);
+        Ok(())
+    }
+
     fn lookup(
         &mut self,
         _cx: &mut Cx<'_>,
