@@ -104,17 +104,27 @@ impl AsyncFilesystem for SlowFs {
         Ok((self.attr(node).ok_or(Errno::ENOENT)?, TTL))
     }
 
-    async fn open(&self, _cx: &AsyncCx, node: NodeId, flags: u32) -> Result<Opened, Errno> {
+    async fn open(
+        &self,
+        _cx: &AsyncCx,
+        node: NodeId,
+        flags: ringfuse::OpenFlags,
+    ) -> Result<Opened, Errno> {
         if node != DATA {
             return Err(Errno::EISDIR);
         }
-        if flags & 0o3 != 0 {
+        if flags.writes() {
             return Err(Errno::EROFS);
         }
         Ok(Opened::new(0).flags(FopenFlags::DIRECT_IO))
     }
 
-    async fn opendir(&self, _cx: &AsyncCx, _node: NodeId, _flags: u32) -> Result<Opened, Errno> {
+    async fn opendir(
+        &self,
+        _cx: &AsyncCx,
+        _node: NodeId,
+        _flags: ringfuse::OpenFlags,
+    ) -> Result<Opened, Errno> {
         Ok(Opened::new(0))
     }
 
@@ -156,9 +166,10 @@ impl AsyncFilesystem for SlowFs {
             (2, FileType::RegularFile, b"data"),
         ];
         for (k, (ino, kind, name)) in all.iter().enumerate().skip(offset as usize) {
-            if !out
+            if out
                 .add(*ino, k as u64 + 1, *kind, name)
                 .map_err(|_| Errno::EIO)?
+                .is_full()
             {
                 break;
             }

@@ -106,6 +106,7 @@ use crate::abi::request::Forgets;
 use crate::attr::{Attr, Entry, NodeId};
 use crate::cx::Cx;
 use crate::fs::{CopyRange, Filesystem, InitConfig, IoctlArgs, SetAttr};
+use crate::open_flags::OpenFlags;
 use crate::reply::{
     DirFill, DirPlusFill, Done, FileLock, Outcome, Reply, ReplyAttr, ReplyBmap, ReplyCopied,
     ReplyCreate, ReplyData, ReplyDir, ReplyDirPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock,
@@ -346,7 +347,7 @@ pub trait AsyncFilesystem {
     }
 
     /// OPEN: open `node` with `open(2)` `flags`.
-    async fn open(&self, cx: &AsyncCx, node: NodeId, flags: u32) -> Result<Opened, Errno> {
+    async fn open(&self, cx: &AsyncCx, node: NodeId, flags: OpenFlags) -> Result<Opened, Errno> {
         Err(Errno::ENOSYS)
     }
 
@@ -413,7 +414,7 @@ pub trait AsyncFilesystem {
     }
 
     /// OPENDIR.
-    async fn opendir(&self, cx: &AsyncCx, node: NodeId, flags: u32) -> Result<Opened, Errno> {
+    async fn opendir(&self, cx: &AsyncCx, node: NodeId, flags: OpenFlags) -> Result<Opened, Errno> {
         Err(Errno::ENOSYS)
     }
 
@@ -524,7 +525,7 @@ pub trait AsyncFilesystem {
         name: &CStr,
         mode: u32,
         umask: u32,
-        flags: u32,
+        flags: OpenFlags,
     ) -> Result<(Entry, Opened), Errno> {
         Err(Errno::ENOSYS)
     }
@@ -639,7 +640,7 @@ pub trait AsyncFilesystem {
         parent: NodeId,
         mode: u32,
         umask: u32,
-        flags: u32,
+        flags: OpenFlags,
     ) -> Result<(Entry, Opened), Errno> {
         Err(Errno::ENOSYS)
     }
@@ -1270,7 +1271,13 @@ impl<F: AsyncFilesystem> Filesystem for Async<F> {
         })
     }
 
-    fn open(&mut self, cx: &mut Cx<'_>, node: NodeId, flags: u32, reply: ReplyOpen<'_>) -> Done {
+    fn open(
+        &mut self,
+        cx: &mut Cx<'_>,
+        node: NodeId,
+        flags: OpenFlags,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
         self.start(cx, reply, move |fs, acx, out| async move {
             opened(out, fs.open(acx, node, flags).await)
         })
@@ -1360,7 +1367,13 @@ impl<F: AsyncFilesystem> Filesystem for Async<F> {
         })
     }
 
-    fn opendir(&mut self, cx: &mut Cx<'_>, node: NodeId, flags: u32, reply: ReplyOpen<'_>) -> Done {
+    fn opendir(
+        &mut self,
+        cx: &mut Cx<'_>,
+        node: NodeId,
+        flags: OpenFlags,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
         self.start(cx, reply, move |fs, acx, out| async move {
             opened(out, fs.opendir(acx, node, flags).await)
         })
@@ -1503,7 +1516,7 @@ impl<F: AsyncFilesystem> Filesystem for Async<F> {
         name: &CStr,
         mode: u32,
         umask: u32,
-        flags: u32,
+        flags: OpenFlags,
         reply: ReplyCreate<'_>,
     ) -> Done {
         // SAFETY: `name` is in the request's slot (`lease`).
@@ -1679,7 +1692,7 @@ impl<F: AsyncFilesystem> Filesystem for Async<F> {
         parent: NodeId,
         mode: u32,
         umask: u32,
-        flags: u32,
+        flags: OpenFlags,
         reply: ReplyCreate<'_>,
     ) -> Done {
         self.start(cx, reply, move |fs, acx, out| async move {

@@ -43,6 +43,40 @@ impl Timestamp {
     }
 }
 
+#[cfg(feature = "std")]
+impl From<std::time::SystemTime> for Timestamp {
+    /// Times before 1970 become negative seconds with nanoseconds counted forward, as the
+    /// kernel stores them.
+    fn from(t: std::time::SystemTime) -> Self {
+        match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Self::new(
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                d.subsec_nanos(),
+            ),
+            Err(before) => {
+                let d = before.duration();
+                let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                match d.subsec_nanos() {
+                    0 => Self::new(-secs, 0),
+                    n => Self::new(-secs - 1, 1_000_000_000 - n),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<Timestamp> for std::time::SystemTime {
+    fn from(t: Timestamp) -> Self {
+        let nanos = Duration::from_nanos(u64::from(t.nsecs));
+        if t.secs >= 0 {
+            std::time::UNIX_EPOCH + Duration::from_secs(t.secs.unsigned_abs()) + nanos
+        } else {
+            std::time::UNIX_EPOCH - Duration::from_secs(t.secs.unsigned_abs()) + nanos
+        }
+    }
+}
+
 /// The type of a file, as in the `S_IFMT` bits of `st_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FileType {
@@ -146,6 +180,17 @@ impl Attr {
             blksize: 0,
             flags: 0,
         }
+    }
+
+    /// The same attributes owned by `uid` and `gid` — for a node the caller creates, its
+    /// [`Cx::uid`](crate::Cx::uid) and [`Cx::gid`](crate::Cx::gid) (or
+    /// [`AsyncCx`](crate::AsyncCx)'s): `Attr::new(ino, kind, perm, now).owned_by(cx.uid(),
+    /// cx.gid())`.
+    #[must_use]
+    pub const fn owned_by(mut self, uid: u32, gid: u32) -> Self {
+        self.uid = uid;
+        self.gid = gid;
+        self
     }
 
     /// The file type from `mode`, if valid.
@@ -309,5 +354,26 @@ mod tests {
         .to_kernel();
         assert_eq!((e.entry_valid, e.entry_valid_nsec), (1, 500_000_000));
         assert_eq!((e.attr_valid, e.attr_valid_nsec), (0, 0));
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod time_tests {
+    use super::Timestamp;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn system_times_round_trip_both_sides_of_the_epoch() {
+        for t in [
+            UNIX_EPOCH + Duration::new(1_700_000_000, 123),
+            UNIX_EPOCH - Duration::new(5, 250_000_000),
+            UNIX_EPOCH - Duration::from_secs(7),
+        ] {
+            let ts = Timestamp::from(t);
+            assert!(ts.nsecs < 1_000_000_000);
+            assert_eq!(std::time::SystemTime::from(ts), t);
+        }
+        let before = Timestamp::from(UNIX_EPOCH - Duration::new(5, 250_000_000));
+        assert_eq!((before.secs, before.nsecs), (-6, 750_000_000));
     }
 }

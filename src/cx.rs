@@ -51,6 +51,9 @@ pub(crate) struct Io<'a> {
 /// of `user_data` says whose a completion is.
 pub const MAX_TAG: u64 = (1 << crate::session::KIND_SHIFT) - 1;
 
+/// Longest chain [`Cx::submit_linked`] takes.
+pub const MAX_CHAIN: usize = 8;
+
 /// The context of one filesystem call: the caller's identity and the loop's services.
 pub struct Cx<'a> {
     pub(crate) info: Info,
@@ -181,6 +184,12 @@ impl Cx<'_> {
     /// reserved (and the buffer untouched by the loop) until the token is resumed; answer
     /// then with [`ReplyData::commit`](crate::ReplyData::commit)`(n)`. `None` for a stale
     /// token.
+    ///
+    /// Submitting a READ into this buffer needs `unsafe` ([`Sqe::read`]: the buffer must
+    /// stay put until the read completes, and resuming the token early would free it). The
+    /// safe form is an [`AsyncFilesystem`](crate::AsyncFilesystem), whose
+    /// [`AsyncCx::read_at`](crate::AsyncCx::read_at) reads a backing file straight into
+    /// the reply buffer and keeps the slot until the read is over.
     pub fn deferred_buffer<K>(&mut self, deferred: &Deferred<K>) -> Option<&mut [u8]> {
         let (area, meta) = self.env.slab.reply_of(deferred.slot as usize)?;
         if !meta.fs_holds || meta.answered || meta.unique != deferred.unique {
@@ -232,6 +241,44 @@ impl Cx<'_> {
         let sqe = sqe.user_data(crate::session::fs_user_data(tag));
         crate::session::push(io.ring, &sqe, self.env.stats)?;
         self.env.stats.fs_ops_in_flight += 1;
+        Ok(())
+    }
+
+    /// Submits `chain` as one linked group: each operation after the first starts only
+    /// once the one before it succeeded (`IOSQE_IO_LINK` is set on all but the last; a
+    /// [`Sqe::link_timeout`] may be one of them). The group is queued whole or not at all —
+    /// never split across two submits by a full queue, which would break the link. Each
+    /// completes through [`Filesystem::completion`](crate::Filesystem::completion) with its
+    /// own tag; a broken link completes the rest with `-ECANCELED`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an empty chain, one longer than [`MAX_CHAIN`], or a tag above
+    /// [`MAX_TAG`]; `EOPNOTSUPP` without a ring; `EBUSY` if the queue has no room for the
+    /// whole group even after submitting what it held (nothing is queued then).
+    pub fn submit_linked(&mut self, chain: &[(&Sqe, u64)]) -> Result<(), Errno> {
+        if chain.is_empty() || chain.len() > MAX_CHAIN || chain.iter().any(|&(_, t)| t > MAX_TAG) {
+            return Err(Errno::EINVAL);
+        }
+        let io = self.env.io.as_mut().ok_or(Errno::EOPNOTSUPP)?;
+        let mut sqes = arrayvec::ArrayVec::<Sqe, MAX_CHAIN>::new();
+        for (k, &(sqe, tag)) in chain.iter().enumerate() {
+            let mut sqe = sqe.user_data(crate::session::fs_user_data(tag));
+            if k + 1 < chain.len() {
+                sqe = sqe.flags(crate::ring::IoringSqeFlags::IO_LINK);
+            }
+            sqes.push(sqe);
+        }
+        match io.ring.push_all(&sqes) {
+            Ok(()) => {}
+            Err(crate::ring::PushError::Full) => {
+                io.ring.submit().map_err(crate::error::errno)?;
+                self.env.stats.enters += 1;
+                io.ring.push_all(&sqes).map_err(|_| Errno::EBUSY)?;
+            }
+            Err(_) => return Err(Errno::EINVAL),
+        }
+        self.env.stats.fs_ops_in_flight += chain.len() as u64;
         Ok(())
     }
 

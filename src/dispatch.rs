@@ -13,6 +13,7 @@ use crate::abi::request::{Operation, Request};
 use crate::attr::NodeId;
 use crate::cx::Cx;
 use crate::fs::{CopyRange, Filesystem, IoctlArgs, SetAttr};
+use crate::open_flags::OpenFlags;
 use crate::reply::{FileLock, Lent, Outcome, Reply, Whose};
 
 /// No size limit beyond the buffer.
@@ -92,7 +93,7 @@ pub(crate) fn dispatch<F: Filesystem>(
             fs.rename(cx, node, old, NodeId(arg.newdir), new, arg.flags, reply!())
         }
         Operation::Link { arg, name } => fs.link(cx, NodeId(arg.oldnodeid), node, name, reply!()),
-        Operation::Open { arg } => fs.open(cx, node, arg.flags, reply!()),
+        Operation::Open { arg } => fs.open(cx, node, OpenFlags(arg.flags), reply!()),
         Operation::Read { arg } => read(fs, cx, node, &arg, reply!(arg.size)),
         Operation::Write { arg, data } => fs.write(
             cx,
@@ -122,7 +123,7 @@ pub(crate) fn dispatch<F: Filesystem>(
         Operation::Listxattr { arg } => fs.listxattr(cx, node, reply!(arg.size)),
         Operation::Removexattr { name } => fs.removexattr(cx, node, name, reply!()),
         Operation::Flush { arg } => fs.flush(cx, node, arg.fh, arg.lock_owner, reply!()),
-        Operation::Opendir { arg } => fs.opendir(cx, node, arg.flags, reply!()),
+        Operation::Opendir { arg } => fs.opendir(cx, node, OpenFlags(arg.flags), reply!()),
         Operation::Readdir { arg } => fs.readdir(cx, node, arg.fh, arg.offset, reply!(arg.size)),
         Operation::Readdirplus { arg } => {
             fs.readdirplus(cx, node, arg.fh, arg.offset, reply!(arg.size))
@@ -146,12 +147,23 @@ pub(crate) fn dispatch<F: Filesystem>(
             fs.setlk(cx, node, arg.fh, arg.owner, &lock, sleep, flock, reply!())
         }
         Operation::Access { arg } => fs.access(cx, node, arg.mask, reply!()),
-        Operation::Create { arg, name } => {
-            fs.create(cx, node, name, arg.mode, arg.umask, arg.flags, reply!())
-        }
-        Operation::Tmpfile { arg, name: _ } => {
-            fs.tmpfile(cx, node, arg.mode, arg.umask, arg.flags, reply!())
-        }
+        Operation::Create { arg, name } => fs.create(
+            cx,
+            node,
+            name,
+            arg.mode,
+            arg.umask,
+            OpenFlags(arg.flags),
+            reply!(),
+        ),
+        Operation::Tmpfile { arg, name: _ } => fs.tmpfile(
+            cx,
+            node,
+            arg.mode,
+            arg.umask,
+            OpenFlags(arg.flags),
+            reply!(),
+        ),
         Operation::Bmap { arg } => fs.bmap(cx, node, arg.blocksize, arg.block, reply!()),
         Operation::Ioctl { arg, data } => {
             let args = IoctlArgs {

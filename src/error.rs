@@ -7,7 +7,7 @@ use crate::mount::MountError;
 use crate::ring::SetupError;
 
 /// Why a session could not start or had to stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
     /// Mounting or unmounting failed.
@@ -69,6 +69,31 @@ impl fmt::Display for Error {
     }
 }
 
+/// `{:?}` reads like `{}` (the message naming cause and fix), so that
+/// `fn main() -> Result<(), ringfuse::Error>` prints it on failure; `{:#?}` shows the
+/// variant and its fields.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return fmt::Display::fmt(self, f);
+        }
+        match self {
+            Error::Mount(e) => f.debug_tuple("Mount").field(e).finish(),
+            Error::Ring(e) => f.debug_tuple("Ring").field(e).finish(),
+            Error::Io { what, errno } => f
+                .debug_struct("Io")
+                .field("what", what)
+                .field("errno", errno)
+                .finish(),
+            Error::Init(e) => f.debug_tuple("Init").field(e).finish(),
+            Error::Config(what) => f.debug_tuple("Config").field(what).finish(),
+            Error::Ended => f.write_str("Ended"),
+            Error::NativeOff => f.write_str("NativeOff"),
+            Error::NativeUnsupported => f.write_str("NativeUnsupported"),
+        }
+    }
+}
+
 impl core::error::Error for Error {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
@@ -95,4 +120,33 @@ impl From<SetupError> for Error {
 /// Converts rustix's errno (what syscalls return) into the protocol's.
 pub(crate) fn errno(e: rustix::io::Errno) -> Errno {
     Errno::new_or_eio(e.raw_os_error())
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use std::format;
+    use std::string::ToString;
+
+    #[test]
+    fn debug_reads_like_display_and_alternate_shows_the_variant() {
+        let errors = [
+            Error::Mount(MountError::MountPointNotFound),
+            Error::Config("slots must be between 1 and 1024"),
+            Error::Io {
+                what: "io_uring_enter",
+                errno: Errno::EINVAL,
+            },
+            Error::NativeOff,
+        ];
+        for e in errors {
+            // What `fn main() -> Result<(), Error>` prints after "Error: ".
+            assert_eq!(format!("{e:?}"), e.to_string());
+        }
+        assert_eq!(
+            format!("{:#?}", Error::Mount(MountError::MountPointNotFound)),
+            "Mount(\n    MountPointNotFound,\n)"
+        );
+        assert_eq!(format!("{:#?}", Error::Ended), "Ended");
+    }
 }

@@ -8,6 +8,7 @@ use crate::abi::kernel::fuse_setattr_in;
 use crate::abi::request::Forgets;
 use crate::attr::{NodeId, Timestamp};
 use crate::cx::Cx;
+use crate::open_flags::OpenFlags;
 use crate::reply::{
     Done, FileLock, ReplyAttr, ReplyBmap, ReplyCopied, ReplyCreate, ReplyData, ReplyDir,
     ReplyDirPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll,
@@ -372,7 +373,13 @@ pub trait Filesystem {
 
     /// OPEN: open `node` with `open(2)` `flags`. `ENOSYS` makes every later open succeed
     /// without asking (file handle 0, page cache kept).
-    fn open(&mut self, cx: &mut Cx<'_>, node: NodeId, flags: u32, reply: ReplyOpen<'_>) -> Done {
+    fn open(
+        &mut self,
+        cx: &mut Cx<'_>,
+        node: NodeId,
+        flags: OpenFlags,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
         reply.error(Errno::ENOSYS)
     }
 
@@ -449,7 +456,13 @@ pub trait Filesystem {
 
     /// OPENDIR: open directory `node`. `ENOSYS` makes later opendirs succeed without
     /// asking.
-    fn opendir(&mut self, cx: &mut Cx<'_>, node: NodeId, flags: u32, reply: ReplyOpen<'_>) -> Done {
+    fn opendir(
+        &mut self,
+        cx: &mut Cx<'_>,
+        node: NodeId,
+        flags: OpenFlags,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
         reply.error(Errno::ENOSYS)
     }
 
@@ -572,7 +585,7 @@ pub trait Filesystem {
         name: &CStr,
         mode: u32,
         umask: u32,
-        flags: u32,
+        flags: OpenFlags,
         reply: ReplyCreate<'_>,
     ) -> Done {
         reply.error(Errno::ENOSYS)
@@ -708,7 +721,7 @@ pub trait Filesystem {
         parent: NodeId,
         mode: u32,
         umask: u32,
-        flags: u32,
+        flags: OpenFlags,
         reply: ReplyCreate<'_>,
     ) -> Done {
         reply.error(Errno::ENOSYS)

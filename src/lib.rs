@@ -37,6 +37,7 @@ mod init;
 mod lost;
 pub mod mount;
 mod notifier;
+mod open_flags;
 pub mod reply;
 mod session;
 mod slab;
@@ -52,16 +53,25 @@ pub mod testing;
 struct ReadmeDoctests;
 
 pub use abi::Errno;
+/// The protocol's flag sets, also at the root (`ringfuse::FopenFlags`): each has the usual
+/// set API (`empty()`, `all()`, `contains`, `insert`, `remove`, `|`, `&`, `-`, `!`).
+pub use abi::flags::{
+    AttrFlags, FopenFlags, FsyncFlags, GetattrFlags, InitFlags, IoctlFlags, LkFlags,
+    NotifyEntryFlags, OpenInFlags, PollFlags, ReadFlags, ReleaseFlags, SetattrValid, SetxattrFlags,
+    WriteFlags,
+};
 pub use asyncfs::{Async, AsyncFilesystem, Opened, XattrOut};
 pub use attr::{Attr, Entry, FileType, NodeId, Timestamp};
-pub use cx::{Cx, MAX_TAG};
+pub use cx::{Cx, MAX_CHAIN, MAX_TAG};
 pub use error::Error;
 pub use fs::{CopyRange, Filesystem, InitConfig, IoctlArgs, SetAttr, TimeOrNow};
 pub use init::Negotiated;
+pub use open_flags::{AccessMode, OpenFlags};
 pub use reply::{
-    Deferred, DirFill, DirPlusFill, Done, FileLock, Reply, ReplyAttr, ReplyBmap, ReplyCopied,
-    ReplyCreate, ReplyData, ReplyDir, ReplyDirPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock,
-    ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyStatx, ReplyWrite, ReplyXattr, Statfs,
+    Deferred, DirAdd, DirFill, DirPlusFill, Done, FileLock, Reply, ReplyAttr, ReplyBmap,
+    ReplyCopied, ReplyCreate, ReplyData, ReplyDir, ReplyDirPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyStatx, ReplyWrite,
+    ReplyXattr, Statfs,
 };
 #[cfg(feature = "std")]
 pub use session::StopHandle;

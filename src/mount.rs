@@ -304,7 +304,9 @@ impl From<MountError> for std::io::Error {
 ///
 /// Setters take `&mut self` and return `&mut Self` for chaining, like
 /// `std::process::Command`; the name setters can fail and return a `Result`. Defaults match
-/// libfuse: subtype `ringfuse`, `rw`, `nosuid`, `nodev`, and the kernel's `relatime`.
+/// libfuse: subtype the program's name (its `argv[0]` file name, as libfuse's helpers set
+/// it, so the mount shows as `fuse.PROGRAM` in `/proc/mounts`; none without `std`), `rw`,
+/// `nosuid`, `nodev`, and the kernel's `relatime`.
 /// `blksize=` is left out: the kernel accepts it only for `fuseblk` mounts.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct MountOptions {
@@ -326,9 +328,7 @@ pub struct MountOptions {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        let mut subtype = heapless::String::new();
-        // "ringfuse" fits the capacity; a failure would only leave the subtype empty.
-        let _ = subtype.push_str("ringfuse");
+        let subtype = program_subtype();
         Self {
             fsname: heapless::String::new(),
             subtype,
@@ -656,6 +656,30 @@ fn split_entries(opts: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Copies a name option into fixed storage, removing backslash escapes if `unescape`.
+/// The default subtype: the program's file name (`argv[0]`), keeping only characters a
+/// filesystem type name is made of (letters, digits, `-`, `_`, `.`), at most
+/// [`MAX_SUBTYPE_LEN`] bytes; empty (plain `fuse`) without `std` or a usable name.
+fn program_subtype() -> heapless::String<MAX_SUBTYPE_LEN> {
+    #[cfg_attr(not(feature = "std"), allow(unused_mut))]
+    let mut out = heapless::String::new();
+    #[cfg(feature = "std")]
+    if let Some(arg0) = std::env::args_os().next() {
+        let name = std::path::Path::new(&arg0)
+            .file_name()
+            .and_then(std::ffi::OsStr::to_str)
+            .unwrap_or_default();
+        for c in name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            if out.push(c).is_err() {
+                break;
+            }
+        }
+    }
+    out
+}
+
 fn checked_name<const N: usize>(
     raw: &str,
     option: &'static str,

@@ -554,9 +554,32 @@ impl<'a> DirFill<'a> {
     }
 }
 
+/// What adding a directory entry did. (Not a `bool`: fuser's `ReplyDirectory::add`
+/// answers `true` for "full", the opposite of "added", and ports must not break silently.)
+#[must_use = "stop adding once the buffer is Full"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirAdd {
+    /// The entry is in the listing; go on.
+    Added,
+    /// It did not fit and was not added: stop, and answer with what is there (the kernel
+    /// asks again from the last added entry's offset).
+    Full,
+}
+
+impl DirAdd {
+    /// Whether the entry did not fit.
+    pub fn is_full(self) -> bool {
+        self == DirAdd::Full
+    }
+
+    fn from_fit(fit: bool) -> Self {
+        if fit { DirAdd::Added } else { DirAdd::Full }
+    }
+}
+
 impl DirFill<'_> {
-    /// Adds an entry; `Ok(false)` when it does not fit (stop and send what you have: the
-    /// kernel asks again from the last `offset`). `offset` is the opaque, non-zero cookie
+    /// Adds an entry; [`DirAdd::Full`] when it does not fit (stop and send what you have:
+    /// the kernel asks again from the last `offset`). `offset` is the opaque, non-zero cookie
     /// the kernel passes back to continue *after* this entry.
     ///
     /// # Errors
@@ -569,9 +592,10 @@ impl DirFill<'_> {
         offset: u64,
         kind: FileType,
         name: &[u8],
-    ) -> Result<bool, InvalidDirent> {
+    ) -> Result<DirAdd, InvalidDirent> {
         self.writer
             .push(ino, offset, kind.dirent_type(), name)
+            .map(DirAdd::from_fit)
             .map_err(InvalidDirent)
     }
 
@@ -587,9 +611,10 @@ impl DirFill<'_> {
         offset: u64,
         dtype: u8,
         name: &[u8],
-    ) -> Result<bool, InvalidDirent> {
+    ) -> Result<DirAdd, InvalidDirent> {
         self.writer
             .push(ino, offset, u32::from(dtype), name)
+            .map(DirAdd::from_fit)
             .map_err(InvalidDirent)
     }
 }
@@ -635,16 +660,22 @@ impl<'a> DirPlusFill<'a> {
 }
 
 impl DirPlusFill<'_> {
-    /// Adds an entry with its attributes; `Ok(false)` when it does not fit. Each added
+    /// Adds an entry with its attributes; [`DirAdd::Full`] when it does not fit. Each added
     /// entry whose node is not 0 (and whose name is not `.` or `..`) counts as a lookup.
     ///
     /// # Errors
     ///
     /// As [`DirFill::add`].
-    pub fn add(&mut self, entry: &Entry, offset: u64, name: &[u8]) -> Result<bool, InvalidDirent> {
+    pub fn add(
+        &mut self,
+        entry: &Entry,
+        offset: u64,
+        name: &[u8],
+    ) -> Result<DirAdd, InvalidDirent> {
         let kind = entry.attr.mode >> 12;
         self.writer
             .push(&entry.to_kernel(), offset, kind, name)
+            .map(DirAdd::from_fit)
             .map_err(InvalidDirent)
     }
 }

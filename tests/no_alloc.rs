@@ -402,7 +402,13 @@ impl Filesystem for FixedFs {
         }
     }
 
-    fn open(&mut self, _cx: &mut Cx<'_>, node: NodeId, _flags: u32, reply: ReplyOpen<'_>) -> Done {
+    fn open(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        node: NodeId,
+        _flags: ringfuse::OpenFlags,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
         self.tick(Op::Open);
         match self.file(node) {
             Ok(_) => reply.opened(node.0, OPEN_FLAGS),
@@ -486,7 +492,7 @@ impl Filesystem for FixedFs {
         &mut self,
         _cx: &mut Cx<'_>,
         node: NodeId,
-        _flags: u32,
+        _flags: ringfuse::OpenFlags,
         reply: ReplyOpen<'_>,
     ) -> Done {
         self.tick(Op::Opendir);
@@ -513,7 +519,12 @@ impl Filesystem for FixedFs {
         let nodes = &self.nodes;
         reply.dir(|fill| {
             for (cookie, name) in [(1, &b"."[..]), (2, &b".."[..])] {
-                if cookie > offset && !fill.add(1, cookie, FileType::Directory, name).unwrap() {
+                if cookie > offset
+                    && fill
+                        .add(1, cookie, FileType::Directory, name)
+                        .unwrap()
+                        .is_full()
+                {
                     return;
                 }
             }
@@ -523,9 +534,10 @@ impl Filesystem for FixedFs {
                     continue;
                 }
                 let ino = Self::node_id(slot).0;
-                if !fill
+                if fill
                     .add(ino, cookie, FileType::RegularFile, &n.name)
                     .unwrap()
+                    .is_full()
                 {
                     return;
                 }
@@ -567,7 +579,7 @@ impl Filesystem for FixedFs {
         name: &CStr,
         _mode: u32,
         _umask: u32,
-        _flags: u32,
+        _flags: ringfuse::OpenFlags,
         reply: ReplyCreate<'_>,
     ) -> Done {
         self.tick(Op::Create);
@@ -1078,7 +1090,12 @@ impl AsyncFilesystem for RingFs {
         Ok((self.attr(cx, node).await?, TTL))
     }
 
-    async fn open(&self, _cx: &AsyncCx, _node: NodeId, _flags: u32) -> Result<Opened, Errno> {
+    async fn open(
+        &self,
+        _cx: &AsyncCx,
+        _node: NodeId,
+        _flags: ringfuse::OpenFlags,
+    ) -> Result<Opened, Errno> {
         self.tick(Op::Open);
         Ok(Opened::new(0).flags(OPEN_FLAGS))
     }

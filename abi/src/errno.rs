@@ -532,3 +532,24 @@ mod tests {
         assert_eq!(Errno::new(400).unwrap().name(), None);
     }
 }
+
+/// The error's OS errno, or `EIO` for an error that carries none (`io::Error::other`, a
+/// custom error): what to answer the kernel with when a call of the filesystem's own fails.
+#[cfg(feature = "std")]
+impl From<std::io::Error> for Errno {
+    fn from(e: std::io::Error) -> Self {
+        e.raw_os_error().map_or(Errno::EIO, Errno::new_or_eio)
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod io_tests {
+    use super::Errno;
+
+    #[test]
+    fn io_errors_keep_their_errno() {
+        let e = std::fs::metadata("/nonexistent/ringfuse").unwrap_err();
+        assert_eq!(Errno::from(e), Errno::ENOENT);
+        assert_eq!(Errno::from(std::io::Error::other("no errno")), Errno::EIO);
+    }
+}

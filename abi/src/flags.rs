@@ -50,6 +50,31 @@ macro_rules! flag_set {
             pub fn set(&mut self, other: Self, on: bool) {
                 if on { self.0 |= other.0 } else { self.0 &= !other.0 }
             }
+            /// No flag set (as [`EMPTY`](Self::EMPTY); the `bitflags` spelling).
+            #[inline]
+            pub const fn empty() -> Self { Self::EMPTY }
+            /// Every flag this crate knows (as [`ALL`](Self::ALL)).
+            #[inline]
+            pub const fn all() -> Self { Self::ALL }
+            /// From raw bits, unknown ones kept.
+            #[inline]
+            pub const fn from_bits_retain(bits: $t) -> Self { Self(bits) }
+            /// Sets the bits of `other`.
+            #[inline]
+            pub fn insert(&mut self, other: Self) { self.0 |= other.0 }
+            /// Clears the bits of `other`.
+            #[inline]
+            pub fn remove(&mut self, other: Self) { self.0 &= !other.0 }
+        }
+
+        impl core::ops::Sub for $name {
+            type Output = Self;
+            #[inline]
+            fn sub(self, rhs: Self) -> Self { self.difference(rhs) }
+        }
+        impl core::ops::SubAssign for $name {
+            #[inline]
+            fn sub_assign(&mut self, rhs: Self) { self.0 &= !rhs.0 }
         }
 
         impl core::ops::BitOr for $name {

@@ -19,6 +19,9 @@
 #![deny(clippy::indexing_slicing)]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod pod;
 
 pub mod kernel;

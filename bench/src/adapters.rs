@@ -254,7 +254,13 @@ pub mod rf {
             }
         }
 
-        fn open(&mut self, _: &mut Cx<'_>, node: NodeId, _flags: u32, r: ReplyOpen<'_>) -> Done {
+        fn open(
+            &mut self,
+            _: &mut Cx<'_>,
+            node: NodeId,
+            _flags: ringfuse::OpenFlags,
+            r: ReplyOpen<'_>,
+        ) -> Done {
             count(c::OPEN);
             match self.core.lock().open(node.0, false) {
                 Ok(()) => r.opened(0, FopenFlags::EMPTY),
@@ -321,7 +327,13 @@ pub mod rf {
             r.ok()
         }
 
-        fn opendir(&mut self, _: &mut Cx<'_>, node: NodeId, _: u32, r: ReplyOpen<'_>) -> Done {
+        fn opendir(
+            &mut self,
+            _: &mut Cx<'_>,
+            node: NodeId,
+            _: ringfuse::OpenFlags,
+            r: ReplyOpen<'_>,
+        ) -> Done {
             count(c::OPENDIR);
             match self.core.lock().open(node.0, true) {
                 Ok(()) => r.opened(0, FopenFlags::EMPTY),
@@ -348,7 +360,10 @@ pub mod rf {
                         Kind::Dir => FileType::Directory,
                         Kind::File => FileType::RegularFile,
                     };
-                    matches!(fill.add(ino, cookie, t, name), Ok(true))
+                    matches!(
+                        fill.add(ino, cookie, t, name),
+                        Ok(ringfuse::reply::DirAdd::Added)
+                    )
                 });
             })
         }
@@ -413,7 +428,7 @@ pub mod rf {
             name: &CStr,
             mode: u32,
             _umask: u32,
-            _flags: u32,
+            _flags: ringfuse::OpenFlags,
             r: ReplyCreate<'_>,
         ) -> Done {
             count(c::CREATE);

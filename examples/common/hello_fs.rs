@@ -15,7 +15,6 @@ const TTL: Duration = Duration::from_secs(1);
 const HELLO: NodeId = NodeId(2);
 const NAME: &[u8] = b"hello.txt";
 const CONTENT: &[u8] = b"Hello, world!\n";
-const O_ACCMODE: u32 = 0o3;
 
 /// The filesystem: one read-only file in a read-only root.
 pub(crate) struct Hello {
@@ -100,12 +99,18 @@ impl Filesystem for Hello {
         }
     }
 
-    fn open(&mut self, _cx: &mut Cx<'_>, node: NodeId, flags: u32, reply: ReplyOpen<'_>) -> Done {
+    fn open(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        node: NodeId,
+        flags: ringfuse::OpenFlags,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
         if node == NodeId::ROOT {
             reply.error(Errno::EISDIR)
         } else if node != HELLO {
             reply.error(Errno::ENOENT)
-        } else if flags & O_ACCMODE != 0 {
+        } else if flags.access_mode() != ringfuse::AccessMode::ReadOnly {
             reply.error(Errno::EACCES)
         } else {
             reply.opened(0, FopenFlags::KEEP_CACHE)
@@ -135,7 +140,7 @@ impl Filesystem for Hello {
         &mut self,
         _cx: &mut Cx<'_>,
         node: NodeId,
-        _flags: u32,
+        _flags: ringfuse::OpenFlags,
         reply: ReplyOpen<'_>,
     ) -> Done {
         if node == NodeId::ROOT {
@@ -167,7 +172,10 @@ impl Filesystem for Hello {
                 if cookie <= offset {
                     continue;
                 }
-                if !matches!(fill.add(node.0, cookie, kind, name), Ok(true)) {
+                if !matches!(
+                    fill.add(node.0, cookie, kind, name),
+                    Ok(ringfuse::reply::DirAdd::Added)
+                ) {
                     break;
                 }
             }

@@ -257,7 +257,13 @@ impl Filesystem for MemFs {
         )
     }
 
-    fn open(&mut self, _cx: &mut Cx<'_>, node: NodeId, flags: u32, reply: ReplyOpen<'_>) -> Done {
+    fn open(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        node: NodeId,
+        flags: ringfuse::OpenFlags,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
         // Every write goes through the kernel, so its page cache stays right across opens.
         match self.tree().open(node.0, flags) {
             Ok(fh) => reply.opened(fh, FopenFlags::KEEP_CACHE),
@@ -340,7 +346,7 @@ impl Filesystem for MemFs {
         &mut self,
         _cx: &mut Cx<'_>,
         node: NodeId,
-        _flags: u32,
+        _flags: ringfuse::OpenFlags,
         reply: ReplyOpen<'_>,
     ) -> Done {
         // No CACHE_DIR: every listing is made from the current tree.
@@ -365,7 +371,10 @@ impl Filesystem for MemFs {
         reply.dir(|fill| {
             // check_dir passed, so this cannot fail; a full buffer just ends the reply.
             let _ = tree.readdir_handle(fh, node.0, offset, |ino, cookie, kind, name| {
-                matches!(fill.add(ino, cookie, kind, name), Ok(true))
+                matches!(
+                    fill.add(ino, cookie, kind, name),
+                    Ok(ringfuse::reply::DirAdd::Added)
+                )
             });
         })
     }
@@ -396,7 +405,10 @@ impl Filesystem for MemFs {
                 } else {
                     entry(child, *attr)
                 };
-                matches!(fill.add(&e, cookie, name), Ok(true))
+                matches!(
+                    fill.add(&e, cookie, name),
+                    Ok(ringfuse::reply::DirAdd::Added)
+                )
             });
         })
     }
@@ -488,7 +500,7 @@ impl Filesystem for MemFs {
         name: &CStr,
         mode: u32,
         _umask: u32,
-        flags: u32,
+        flags: ringfuse::OpenFlags,
         reply: ReplyCreate<'_>,
     ) -> Done {
         let r = self
@@ -551,7 +563,7 @@ impl Filesystem for MemFs {
         parent: NodeId,
         mode: u32,
         _umask: u32,
-        _flags: u32,
+        _flags: ringfuse::OpenFlags,
         reply: ReplyCreate<'_>,
     ) -> Done {
         answer_created(reply, self.tree().tmpfile(parent.0, mode, caller(cx)))

@@ -26,8 +26,6 @@ const S_IFMT: u32 = 0o170_000;
 const S_ISUID: u32 = 0o4000;
 const S_ISGID: u32 = 0o2000;
 const S_IXGRP: u32 = 0o010;
-const O_EXCL: u32 = 0o200;
-const O_TRUNC: u32 = 0o1000;
 
 /// `renameat2(2)` flags.
 pub(crate) const RENAME_NOREPLACE: u32 = 1;
@@ -767,12 +765,12 @@ impl Tree {
 
     /// OPEN: a handle on a file. With `ATOMIC_O_TRUNC` negotiated the kernel passes
     /// `O_TRUNC` here instead of sending a SETATTR first, so it is honoured.
-    pub(crate) fn open(&mut self, id: u64, flags: u32) -> Result<u64, Errno> {
+    pub(crate) fn open(&mut self, id: u64, flags: ringfuse::OpenFlags) -> Result<u64, Errno> {
         let ino = self.node(id)?;
         if ino.is_dir() {
             return Err(Errno::EISDIR);
         }
-        if flags & O_TRUNC != 0 && ino.file().is_ok_and(|d| d.size() != 0) {
+        if flags.contains(ringfuse::OpenFlags::TRUNC) && ino.file().is_ok_and(|d| d.size() != 0) {
             self.resize_file(id, |_| 0, |d| d.set_size(0))?;
             self.node_mut(id)?.touch_content(Timestamp::now());
         }
@@ -802,12 +800,12 @@ impl Tree {
         parent: u64,
         name: &[u8],
         mode: u32,
-        flags: u32,
+        flags: ringfuse::OpenFlags,
         caller: Caller,
     ) -> Result<(u64, Attr, u64), Errno> {
         check_name(name)?;
         if let Some(id) = self.live_dir(parent)?.get(name) {
-            if flags & O_EXCL != 0 {
+            if flags.contains(ringfuse::OpenFlags::EXCL) {
                 return Err(Errno::EEXIST);
             }
             let fh = self.open(id, flags)?;
@@ -1235,6 +1233,7 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringfuse::OpenFlags;
 
     const ME: Caller = Caller {
         uid: 1000,
@@ -1275,7 +1274,7 @@ mod tests {
     #[test]
     fn create_write_read_truncate() {
         let mut t = tree();
-        let (id, attr, fh) = t.create(ROOT, b"f", 0o644, 0o1, ME).unwrap();
+        let (id, attr, fh) = t.create(ROOT, b"f", 0o644, OpenFlags(0o1), ME).unwrap();
         assert_eq!(attr.mode, 0o100_644);
         assert_eq!((attr.uid, attr.gid, attr.nlink), (1000, 1000, 1));
         assert_eq!(t.write(id, 0, b"hello", false).unwrap(), 5);
@@ -1296,13 +1295,13 @@ mod tests {
         t.setattr(id, &set).unwrap();
         assert_eq!(read(&t, id), b"hel\0\0\0");
         // O_TRUNC on open (ATOMIC_O_TRUNC).
-        let fh2 = t.open(id, 0o1001).unwrap();
+        let fh2 = t.open(id, OpenFlags(0o1001)).unwrap();
         assert_eq!(t.getattr(id).unwrap().size, 0);
         t.release(fh);
         t.release(fh2);
         // Directories answer EISDIR.
         assert_eq!(t.read(ROOT, 0, &mut part), Err(Errno::EISDIR));
-        assert_eq!(t.open(ROOT, 0), Err(Errno::EISDIR));
+        assert_eq!(t.open(ROOT, OpenFlags(0)), Err(Errno::EISDIR));
     }
 
     #[test]
@@ -1460,7 +1459,7 @@ mod tests {
     #[test]
     fn unlinked_open_file_lives_until_release_and_forget() {
         let mut t = tree();
-        let (id, _, fh) = t.create(ROOT, b"f", 0o644, 0o2, ME).unwrap();
+        let (id, _, fh) = t.create(ROOT, b"f", 0o644, OpenFlags(0o2), ME).unwrap();
         t.write(id, 0, b"data", false).unwrap();
         let used = t.used();
         t.unlink(ROOT, b"f").unwrap();
@@ -1473,7 +1472,7 @@ mod tests {
         assert!(!t.exists(id));
         assert_eq!(t.used(), used - INODE_COST - 4);
         // The other order: forget first, then release.
-        let (id, _, fh) = t.create(ROOT, b"f", 0o644, 0o2, ME).unwrap();
+        let (id, _, fh) = t.create(ROOT, b"f", 0o644, OpenFlags(0o2), ME).unwrap();
         t.unlink(ROOT, b"f").unwrap();
         t.forget(id, 1);
         assert!(t.exists(id));
@@ -1694,7 +1693,10 @@ mod tests {
         assert_eq!(t.statfs().ffree, 0);
         assert_eq!(t.mknod(ROOT, b"h", 0o100_644, 0, ME), Err(Errno::ENOSPC));
         assert_eq!(t.symlink(ROOT, b"l", b"t", ME), Err(Errno::ENOSPC));
-        assert_eq!(t.create(ROOT, b"h", 0o644, 0, ME), Err(Errno::ENOSPC));
+        assert_eq!(
+            t.create(ROOT, b"h", 0o644, OpenFlags(0), ME),
+            Err(Errno::ENOSPC)
+        );
         assert_eq!(t.tmpfile(ROOT, 0o644, ME), Err(Errno::ENOSPC));
         assert_eq!(t.setxattr(f, b"user.a", b"v", 0), Err(Errno::ENOSPC));
         // Shrinking gives space back.
@@ -1801,10 +1803,13 @@ mod tests {
     #[test]
     fn create_existing_and_symlink() {
         let mut t = tree();
-        let (id, _, fh) = t.create(ROOT, b"f", 0o644, 0o2, ME).unwrap();
+        let (id, _, fh) = t.create(ROOT, b"f", 0o644, OpenFlags(0o2), ME).unwrap();
         t.write(id, 0, b"abc", false).unwrap();
-        assert_eq!(t.create(ROOT, b"f", 0o644, 0o302, ME), Err(Errno::EEXIST));
-        let (again, attr, fh2) = t.create(ROOT, b"f", 0o644, 0o1002, ME).unwrap();
+        assert_eq!(
+            t.create(ROOT, b"f", 0o644, OpenFlags(0o302), ME),
+            Err(Errno::EEXIST)
+        );
+        let (again, attr, fh2) = t.create(ROOT, b"f", 0o644, OpenFlags(0o1002), ME).unwrap();
         assert_eq!((again, attr.size), (id, 0));
         assert_eq!(t.lookups(id), 2);
         t.release(fh);

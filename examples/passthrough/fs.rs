@@ -871,9 +871,16 @@ impl AsyncFilesystem for Passthrough {
         self.entry_at(cx, dir.as_fd(), newname, None).await
     }
 
-    async fn open(&self, cx: &AsyncCx, node: NodeId, flags: u32) -> Result<Opened, Errno> {
+    async fn open(
+        &self,
+        cx: &AsyncCx,
+        node: NodeId,
+        flags: ringfuse::OpenFlags,
+    ) -> Result<Opened, Errno> {
         let fd = self.node(node)?;
-        let file = self.reopen(cx, fd.as_fd(), backing_flags(flags)).await?;
+        let file = self
+            .reopen(cx, fd.as_fd(), backing_flags(flags.bits()))
+            .await?;
         self.add_file(cx, node.0, file).await
     }
 
@@ -953,7 +960,12 @@ impl AsyncFilesystem for Passthrough {
         cx.fsync(f.fd.as_fd(), datasync).await
     }
 
-    async fn opendir(&self, cx: &AsyncCx, node: NodeId, _flags: u32) -> Result<Opened, Errno> {
+    async fn opendir(
+        &self,
+        cx: &AsyncCx,
+        node: NodeId,
+        _flags: ringfuse::OpenFlags,
+    ) -> Result<Opened, Errno> {
         let fd = self.node(node)?;
         let dir = self
             .reopen(cx, fd.as_fd(), OFlags::RDONLY | OFlags::DIRECTORY)
@@ -986,7 +998,7 @@ impl AsyncFilesystem for Passthrough {
             let kind = dtype(e.file_type());
             if !matches!(
                 out.add_dtype(e.ino(), e.next_entry_cookie(), kind, name),
-                Ok(true)
+                Ok(ringfuse::reply::DirAdd::Added)
             ) {
                 break;
             }
@@ -1090,13 +1102,13 @@ impl AsyncFilesystem for Passthrough {
         name: &CStr,
         mode: u32,
         _umask: u32,
-        flags: u32,
+        flags: ringfuse::OpenFlags,
     ) -> Result<(Entry, Opened), Errno> {
         let name = check_name(name)?;
         let dir = self.node(parent)?;
         let owner = Self::owner(cx, dir.as_fd());
         // O_NOFOLLOW: never create through a symlink (RESOLVE_NO_SYMLINKS refuses it too).
-        let flags = backing_flags(flags) | OFlags::CREATE | OFlags::NOFOLLOW;
+        let flags = backing_flags(flags.bits()) | OFlags::CREATE | OFlags::NOFOLLOW;
         let file = self
             .open_beneath(cx, dir.as_fd(), name, flags, mode)
             .await?;

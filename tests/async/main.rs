@@ -153,11 +153,21 @@ impl AsyncFilesystem for Backed {
         Ok((self.attr_of(cx, node.0).await?, TTL))
     }
 
-    async fn open(&self, _cx: &AsyncCx, node: NodeId, _flags: u32) -> Result<Opened, Errno> {
+    async fn open(
+        &self,
+        _cx: &AsyncCx,
+        node: NodeId,
+        _flags: ringfuse::OpenFlags,
+    ) -> Result<Opened, Errno> {
         Ok(Opened::new(node.0).flags(FopenFlags::DIRECT_IO))
     }
 
-    async fn opendir(&self, _cx: &AsyncCx, _node: NodeId, _flags: u32) -> Result<Opened, Errno> {
+    async fn opendir(
+        &self,
+        _cx: &AsyncCx,
+        _node: NodeId,
+        _flags: ringfuse::OpenFlags,
+    ) -> Result<Opened, Errno> {
         Ok(Opened::new(0))
     }
 
@@ -241,9 +251,10 @@ impl AsyncFilesystem for Backed {
             (PIPE, FileType::RegularFile, b"pipe"),
         ];
         for (k, (ino, kind, name)) in all.iter().enumerate().skip(offset as usize) {
-            if !out
+            if out
                 .add(*ino, k as u64 + 1, *kind, name)
                 .map_err(|_| Errno::EIO)?
+                .is_full()
             {
                 break;
             }

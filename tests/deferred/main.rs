@@ -11,7 +11,9 @@
 //!   answered — the default `slots` and `queue_depth` let that many requests be in flight
 //!   (8 and 2 per CPU did not, and the readers waited until the test gave up);
 //! - a thread that touches the mount between `Session::new` and `run` is let go by a stop
-//!   (it used to wait for good, and the stop reached no loop).
+//!   (it used to wait for good, and the stop reached no loop);
+//! - `linked`: a READ answered after a linked group ([`Cx::submit_linked`]: a timeout, then
+//!   a NOP that may only start after it) completes in order.
 //!
 //! Files are opened `DIRECT_IO`, so every `read(2)` is one READ request. Mounting needs root
 //! and `/dev/fuse`; without them the tests fail loudly, unless `RINGFUSE_SKIP_MOUNT_TESTS=1`.
@@ -34,6 +36,7 @@ use common::{Scratch, can_mount, detach_all, serial, within};
 use ringfuse::abi::flags::FopenFlags;
 use ringfuse::mount::MountOptions;
 use ringfuse::reply::kind;
+use ringfuse::ring::{IoringTimeoutFlags, Sqe};
 use ringfuse::{
     Attr, Config, Cx, Deferred, Done, Entry, Errno, FileType, Filesystem, NodeId, ReplyAttr,
     ReplyData, ReplyEntry, ReplyOpen, Session, Stats, StopHandle, Timestamp, TransportMode,
@@ -47,7 +50,13 @@ const SWITCH: &str = "/sys/module/fuse/parameters/enable_uring";
 const WIDE: usize = 32;
 const GRACE: Duration = Duration::from_secs(1);
 
-const FILES: [(&str, u64); 4] = [("now", 2), ("dropped", 3), ("kept", 4), ("wide", 5)];
+const FILES: [(&str, u64); 5] = [
+    ("now", 2),
+    ("dropped", 3),
+    ("kept", 4),
+    ("wide", 5),
+    ("linked", 6),
+];
 
 #[derive(Default)]
 struct Seen {
@@ -59,6 +68,23 @@ struct Holder {
     seen: Arc<Seen>,
     kept: Vec<Deferred<kind::Data>>,
     wide: Vec<Deferred<kind::Data>>,
+    /// `linked` READs: (chain number, token), and the completions seen, in order.
+    linked: Vec<(u64, Deferred<kind::Data>)>,
+    chains: u64,
+    completed: Vec<(u64, i32)>,
+}
+
+impl Holder {
+    fn new(seen: Arc<Seen>) -> Self {
+        Self {
+            seen,
+            kept: Vec::new(),
+            wide: Vec::new(),
+            linked: Vec::new(),
+            chains: 0,
+            completed: Vec::new(),
+        }
+    }
 }
 
 fn attr(node: u64) -> Attr {
@@ -105,7 +131,13 @@ impl Filesystem for Holder {
         reply.attr(&attr(node.0), TTL)
     }
 
-    fn open(&mut self, _cx: &mut Cx<'_>, _node: NodeId, _flags: u32, reply: ReplyOpen<'_>) -> Done {
+    fn open(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        _node: NodeId,
+        _flags: ringfuse::OpenFlags,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
         reply.opened(0, FopenFlags::DIRECT_IO)
     }
 
@@ -129,6 +161,25 @@ impl Filesystem for Holder {
                 }
             }
             3 => drop(d),
+            // A 20 ms timeout linked to a NOP: the NOP may complete only after it, and the
+            // READ is answered from the NOP's completion with the order seen.
+            6 => {
+                let n = self.chains;
+                self.chains += 1;
+                let timeout = Sqe::timeout(
+                    Duration::from_millis(20),
+                    0,
+                    IoringTimeoutFlags::ETIME_SUCCESS,
+                );
+                match cx.submit_linked(&[(&timeout, 2 * n), (&Sqe::nop(), 2 * n + 1)]) {
+                    Ok(()) => self.linked.push((n, d)),
+                    Err(e) => {
+                        if let Some(r) = cx.resume(d) {
+                            let _ = r.error(e);
+                        }
+                    }
+                }
+            }
             4 => {
                 self.kept.push(d);
                 self.seen.kept.fetch_add(1, Ordering::SeqCst);
@@ -149,6 +200,33 @@ impl Filesystem for Holder {
             }
         }
         done
+    }
+
+    fn completion(&mut self, cx: &mut Cx<'_>, tag: u64, result: i32, _flags: u32) {
+        self.completed.push((tag, result));
+        if tag % 2 == 0 {
+            return;
+        }
+        let n = tag / 2;
+        let Some(k) = self.linked.iter().position(|(m, _)| *m == n) else {
+            return;
+        };
+        let (_, d) = self.linked.swap_remove(k);
+        // The timeout completed first (-ETIME, reported as success of the link), then the
+        // NOP with 0.
+        let timeout_first = self
+            .completed
+            .iter()
+            .position(|&(t, r)| t == 2 * n && r == -62)
+            .is_some_and(|i| i + 1 < self.completed.len());
+        let answer: &[u8] = if timeout_first && result == 0 {
+            b"linked"
+        } else {
+            b"out of order"
+        };
+        if let Some(r) = cx.resume(d) {
+            let _ = r.data(answer);
+        }
     }
 }
 
@@ -186,11 +264,7 @@ impl Mounted {
     /// Mounts `Holder` with the default configuration (but for signals and the grace).
     fn start(scratch: &Scratch, mode: Mode) -> Self {
         let seen = Arc::new(Seen::default());
-        let fs = Holder {
-            seen: Arc::clone(&seen),
-            kept: Vec::new(),
-            wide: Vec::new(),
-        };
+        let fs = Holder::new(Arc::clone(&seen));
         let at = scratch.mnt.clone();
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -391,11 +465,7 @@ fn a_stop_lets_go_of_a_touch_before_run() {
     let mnt = scratch.mnt.clone();
     let (tx, rx) = mpsc::channel();
     let server = std::thread::spawn(move || {
-        let fs = Holder {
-            seen: Arc::default(),
-            kept: Vec::new(),
-            wide: Vec::new(),
-        };
+        let fs = Holder::new(Arc::default());
         let cfg = Config::default().handle_signals(false);
         let mut session = Session::new(fs, mnt.as_path(), &MountOptions::new(), cfg).unwrap();
         tx.send(session.stop_handle()).unwrap();
@@ -423,4 +493,32 @@ fn a_stop_lets_go_of_a_touch_before_run() {
         "left mounted: {:?}",
         common::mounts_under(&scratch.mnt)
     );
+}
+
+#[test]
+fn a_linked_group_runs_in_order() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    for mode in modes() {
+        let scratch = Scratch::new();
+        let m = Mounted::start(&scratch, mode);
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = m.mnt.join("linked");
+                std::thread::spawn(move || read(&path))
+            })
+            .collect();
+        for r in readers {
+            let got = within(T, "a reader of `linked`", move || r.join().unwrap());
+            assert_eq!(
+                got.as_deref().ok(),
+                Some(&b"linked"[..]),
+                "{mode:?}: {got:?}"
+            );
+        }
+        let stats = m.finish();
+        assert_eq!(stats.fs_ops_in_flight, 0, "{mode:?}: {stats:?}");
+    }
 }

@@ -351,7 +351,13 @@ impl Filesystem for TestFs {
         }
     }
 
-    fn open(&mut self, _cx: &mut Cx<'_>, node: NodeId, _flags: u32, reply: ReplyOpen<'_>) -> Done {
+    fn open(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        node: NodeId,
+        _flags: ringfuse::OpenFlags,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
         match self.lock().nodes.get(&node.0).map(|n| n.kind) {
             Some(Kind::File) => reply.opened(node.0, FILE_OPEN),
             Some(Kind::Dir) => reply.error(Errno::EISDIR),
@@ -386,7 +392,7 @@ impl Filesystem for TestFs {
         &mut self,
         _cx: &mut Cx<'_>,
         node: NodeId,
-        _flags: u32,
+        _flags: ringfuse::OpenFlags,
         reply: ReplyOpen<'_>,
     ) -> Done {
         match self.lock().nodes.get(&node.0).map(|n| n.kind) {
@@ -425,7 +431,12 @@ impl Filesystem for TestFs {
         reply.dir(|fill| {
             for (k, (ino, kind, name)) in entries.iter().enumerate() {
                 let cookie = k as u64 + 1;
-                if cookie > offset && !fill.add(*ino, cookie, *kind, name.as_bytes()).unwrap() {
+                if cookie > offset
+                    && fill
+                        .add(*ino, cookie, *kind, name.as_bytes())
+                        .unwrap()
+                        .is_full()
+                {
                     return;
                 }
             }
@@ -439,7 +450,7 @@ impl Filesystem for TestFs {
         name: &CStr,
         _mode: u32,
         _umask: u32,
-        _flags: u32,
+        _flags: ringfuse::OpenFlags,
         reply: ReplyCreate<'_>,
     ) -> Done {
         let mut st = self.lock();

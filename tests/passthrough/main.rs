@@ -795,7 +795,13 @@ impl Filesystem for Gate {
         }
     }
 
-    fn open(&mut self, _cx: &mut Cx<'_>, _node: NodeId, _flags: u32, reply: ReplyOpen<'_>) -> Done {
+    fn open(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        _node: NodeId,
+        _flags: ringfuse::OpenFlags,
+        reply: ReplyOpen<'_>,
+    ) -> Done {
         reply.opened(0, FopenFlags::DIRECT_IO)
     }
 
