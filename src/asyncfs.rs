@@ -793,9 +793,11 @@ impl<F: AsyncFilesystem> Async<F> {
         };
         // SAFETY:
         // - the filesystem lives at a fixed address for the adapter's life (`new`,
-        //   `from_static`) and only shared references to it exist; every future is
-        //   dropped before the loop returns (it waits for every deferred request), and the
-        //   adapter outlives the loop.
+        //   `from_static`) and only shared references to it exist; the adapter outlives
+        //   the loop, and no future runs after the loop returns: the loop drops every
+        //   future that ends (it waits for every deferred request, up to the stop's
+        //   grace), and one still pending when the grace ends is never polled or dropped
+        //   again — it is leaked with its slot's memory, so it cannot use `fs` either.
         let fs = unsafe { self.fs.as_ref() };
         let fut = make(fs, &header.acx, out);
         // SAFETY: `init` was called and the state is `Empty` (a fresh header).
@@ -940,9 +942,10 @@ impl<F: AsyncFilesystem> Drop for Async<F> {
         #[cfg(feature = "std")]
         if self.owned {
             // SAFETY:
-            // - `fs` came from `Box::leak` in `new` (`owned`), and no future borrows it any
-            //   more: the loop dropped every future before it returned, and a session's
-            //   filesystem is dropped only after its loop.
+            // - `fs` came from `Box::leak` in `new` (`owned`), and no future uses it any
+            //   more: a session's filesystem is dropped only after its loop, which dropped
+            //   every future before it returned, or (one still pending at the end of a
+            //   stop's grace, `Config::stop_grace`) leaked it unpolled with the slot memory.
             drop(unsafe { std::boxed::Box::from_raw(self.fs.as_ptr()) });
         }
     }

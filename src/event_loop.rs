@@ -231,6 +231,10 @@ impl<F: Filesystem> Loop<'_, F> {
             push(self.ring, &sqe, self.stats).map_err(|e| io_error("waiting for INIT", e))?;
             init_armed = true;
         }
+        if self.native == Native::On {
+            // INIT was answered before the loop (`Session::new`): register now.
+            self.register_all(&mut slots);
+        }
         let mut irq_armed = self.arm_irq();
         let mut irq_cancelled = false;
         let mut end = None;

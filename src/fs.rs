@@ -218,7 +218,8 @@ pub trait Filesystem {
     /// # Errors
     ///
     /// An error is sent as the INIT reply, which makes every later request on the mount
-    /// fail; [`Session::run`](crate::Session::run) then returns [`Error::Init`](crate::Error::Init).
+    /// fail; [`Session::new`](crate::Session::new), which answers INIT, then returns
+    /// [`Error::Init`](crate::Error::Init).
     fn init(&mut self, cfg: &mut InitConfig) -> Result<(), Errno> {
         Ok(())
     }

@@ -31,6 +31,9 @@ pub(crate) const KIND_IRQ: u64 = 9;
 /// The end of a stop's grace for requests the filesystem holds.
 pub(crate) const KIND_GRACE: u64 = 10;
 
+/// How long [`Session::new`] waits for the kernel's INIT (queued by `mount(2)` itself).
+const INIT_WAIT: core::time::Duration = core::time::Duration::from_secs(10);
+
 /// INTERRUPTs passed between the loops of [`run_per_cpu`]: the kernel delivers every
 /// INTERRUPT through `/dev/fuse`, to whichever loop reads it, while the request it names
 /// may be held by another loop (a native entry of another CPU's queue, or a request read
@@ -152,7 +155,9 @@ pub struct Config {
     /// [`stopping`](crate::Filesystem::stopping), before answering them `EIO` and ending
     /// (each counted in [`Stats::abandoned`]). Default 5 s. The loop still waits for the
     /// filesystem's own ring operations, whose memory the kernel may use until they
-    /// complete: cancel them in `stopping`.
+    /// complete: cancel them in `stopping`. An asynchronous handler's future still
+    /// pending then (awaiting something that is not a ring operation) is abandoned, never
+    /// polled or dropped again: what it holds is not released.
     pub stop_grace: core::time::Duration,
 }
 
@@ -221,6 +226,13 @@ impl Config {
     #[must_use]
     pub fn queue_depth(mut self, n: u16) -> Self {
         self.queue_depth = n;
+        self
+    }
+
+    /// Sets [`stop_grace`](Self::stop_grace).
+    #[must_use]
+    pub fn stop_grace(mut self, grace: core::time::Duration) -> Self {
+        self.stop_grace = grace;
         self
     }
 
@@ -689,12 +701,13 @@ pub enum TransportMode {
 impl<F: Filesystem> Session<F> {
     /// Mounts `fs` at `mountpoint` (as root: `/dev/fuse` and `mount(2)`, no fusermount).
     ///
-    /// Nothing answers the kernel until [`run`](Self::run) (INIT included): the mount is
-    /// in the namespace, but any access to it (`stat`, `read_dir`, a shell's `ls`) waits
-    /// for the loop. Touch it from another thread or process once `run` is called, never
-    /// from the thread that is about to call `run` — answering INIT here would not help,
-    /// since the first LOOKUP or GETATTR needs the loop all the same. If that happens
-    /// anyway, Ctrl-C (with [`Config::handle_signals`]) or a
+    /// `new` also answers the kernel's INIT (calling [`Filesystem::init`]), so a refused
+    /// INIT or an unusable protocol is an error here, and the connection is ready when it
+    /// returns. Every other request waits for [`run`](Self::run): the mount is in the
+    /// namespace, but an access to it (`stat`, `read_dir`, a shell's `ls`) waits for the
+    /// loop — the first LOOKUP or GETATTR needs it. Touch the mount from another thread or
+    /// process once `run` is called, never from the thread about to call `run`. If that
+    /// happens anyway, Ctrl-C (with [`Config::handle_signals`]) or a
     /// [`StopHandle::stop`](crate::StopHandle::stop) from another thread aborts the
     /// connection: the blocked call fails with `ENOTCONN`, and `run` returns at once and
     /// unmounts.
@@ -702,8 +715,9 @@ impl<F: Filesystem> Session<F> {
     /// # Errors
     ///
     /// [`Error::Mount`] naming the cause and the fix (not root, no `/dev/fuse`, mount point
-    /// missing or not a directory, bad option); [`Error::Config`]. Nothing stays mounted
-    /// on error.
+    /// missing or not a directory, bad option); [`Error::Config`]; [`Error::Init`] if the
+    /// filesystem refused INIT; [`Error::Io`] if the kernel sent no INIT within 10 s.
+    /// Nothing stays mounted on error.
     pub fn new<P: crate::mount::AsMountPoint + ?Sized>(
         fs: F,
         mountpoint: &P,
@@ -733,7 +747,7 @@ impl<F: Filesystem> Session<F> {
         } else {
             None
         };
-        Ok(Self {
+        let mut session = Self {
             core: Core::new(fs, crate::init::clamp_max_write(config.max_write)),
             mount: Some(mount),
             config,
@@ -743,7 +757,82 @@ impl<F: Filesystem> Session<F> {
             stop,
             #[cfg(feature = "std")]
             _signals: signals,
-        })
+        };
+        // On error the session is dropped, which unmounts.
+        session.answer_init()?;
+        Ok(session)
+    }
+
+    /// The native transport's state as the loop starts: INIT was answered in `new`, so
+    /// on if the kernel took `FUSE_OVER_IO_URING`.
+    fn native_start(&self) -> Native {
+        let on = self
+            .core
+            .negotiated
+            .is_some_and(|n| n.flags.contains(InitFlags::OVER_IO_URING));
+        match (self.native, self.core.negotiated) {
+            (true, None) => Native::Wanted,
+            (true, Some(_)) if on => Native::On,
+            _ => Native::Off,
+        }
+    }
+
+    /// Reads the INIT the kernel queued when it mounted, and answers it: `new` returns
+    /// with the connection initialised (or the filesystem's refusal as an error), and the
+    /// loop starts serving at once. The buffers are on the stack: INIT is small, and a
+    /// device read needs `FUSE_MIN_READ_BUFFER` bytes of room.
+    fn answer_init(&mut self) -> Result<(), Error> {
+        use crate::abi::kernel::FUSE_MIN_READ_BUFFER;
+        let Some(mount) = self.mount.as_ref() else {
+            return Ok(());
+        };
+        let fd = mount.fd();
+        let fail = |what, errno| Error::Io { what, errno };
+        let mut request = [0u8; FUSE_MIN_READ_BUFFER];
+        let mut reply = [0u8; 4096];
+        // A kernel newer than this protocol first gets our version alone, then asks again.
+        for _ in 0..2 {
+            let n = crate::sys::read_request(fd, &mut request, INIT_WAIT)
+                .map_err(|e| fail("reading the kernel's INIT", crate::error::errno(e)))?;
+            self.stats.requests_dev += 1;
+            let bytes = request.get(..n).unwrap_or_default();
+            let req = self
+                .core
+                .parse(bytes)
+                .map_err(|e| fail("parsing the kernel's INIT", e.errno()))?;
+            let Operation::Init { arg } = req.op else {
+                return Err(fail(
+                    "reading the kernel's INIT (another request came first)",
+                    Errno::EPROTO,
+                ));
+            };
+            let (head, payload) = reply.split_at_mut(enc::OUT_HEADER_SIZE);
+            let Action::Reply(h) = self
+                .core
+                .init(&arg, req.header.unique, payload, self.native)
+            else {
+                return Err(fail("answering INIT", Errno::EIO));
+            };
+            head.copy_from_slice(crate::abi::pod::as_bytes(&h));
+            let out = reply.get(..h.len as usize).unwrap_or_default();
+            crate::sys::write_reply(fd, out)
+                .map_err(|e| fail("answering the kernel's INIT", crate::error::errno(e)))?;
+            self.stats.replies += 1;
+            if h.error != 0 {
+                self.stats.errors += 1;
+            }
+            if self.core.negotiated.is_some() || self.core.init_failed.is_some() {
+                break;
+            }
+        }
+        match (self.core.init_failed, self.core.negotiated) {
+            (Some(e), _) => Err(Error::Init(e)),
+            (None, Some(_)) => Ok(()),
+            (None, None) => Err(fail(
+                "the kernel's INIT (no version both sides speak)",
+                Errno::EPROTO,
+            )),
+        }
     }
 
     /// Serves requests on the calling thread until the filesystem is unmounted, the
@@ -816,11 +905,7 @@ impl<F: Filesystem> Session<F> {
             fuse: mount.fd(),
             dev_slots: usize::from(self.config.slots),
             queues: &queues,
-            native: if self.native {
-                Native::Wanted
-            } else {
-                Native::Off
-            },
+            native: self.native_start(),
             stop_fd: None,
             init_event: None,
             init_notify: &[],
@@ -867,11 +952,7 @@ impl<F: Filesystem> Session<F> {
             fuse: mount.fd(),
             dev_slots: usize::from(self.config.slots),
             queues: &queues,
-            native: if self.native {
-                Native::Wanted
-            } else {
-                Native::Off
-            },
+            native: self.native_start(),
             stop_fd: Some(rustix::fd::AsFd::as_fd(&stop.fd)),
             init_event: None,
             init_notify: &[],
@@ -880,13 +961,12 @@ impl<F: Filesystem> Session<F> {
         serve_loop(&mut self.core, &self.config, &spec, &mut self.stats).map(|_| ())
     }
 
-    /// What INIT settled, once the kernel's INIT was answered.
+    /// What INIT settled (answered by [`new`](Self::new), so known from then on).
     pub fn negotiated(&self) -> Option<Negotiated> {
         self.core.negotiated
     }
 
-    /// The transport in use: known once INIT was answered (during
-    /// [`run`](Self::run)); before that, the one that will be offered.
+    /// The transport in use (INIT, answered by [`new`](Self::new), settled it).
     pub fn transport(&self) -> Transport {
         let native = match self.core.negotiated {
             Some(n) => n.has(InitFlags::OVER_IO_URING),

@@ -454,6 +454,55 @@ pub(crate) fn signal_stop(fd: &OwnedFd) {
     let _ = rustix::io::write(fd, &4096u64.to_ne_bytes());
 }
 
+/// Reads one request from the FUSE device into `buf`, waiting at most `wait` for one (the
+/// device may be non-blocking).
+pub(crate) fn read_request(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    wait: core::time::Duration,
+) -> io::Result<usize> {
+    let deadline = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let end = deadline
+        .tv_sec
+        .saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return Ok(n),
+            // Interrupted, or aborted while being copied: read again.
+            Err(Errno::INTR | Errno::NOENT) => {}
+            Err(Errno::AGAIN) => {
+                let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+                if now.tv_sec >= end {
+                    return Err(Errno::TIMEDOUT);
+                }
+                let mut fds = [rustix::event::PollFd::new(
+                    &fd,
+                    rustix::event::PollFlags::IN,
+                )];
+                let timeout = rustix::time::Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                };
+                match rustix::event::poll(&mut fds, Some(&timeout)) {
+                    Ok(_) | Err(Errno::INTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes one whole reply to the FUSE device.
+pub(crate) fn write_reply(fd: BorrowedFd<'_>, reply: &[u8]) -> io::Result<()> {
+    let n = retry_on_eintr(|| rustix::io::write(fd, reply))?;
+    if n == reply.len() {
+        Ok(())
+    } else {
+        Err(Errno::IO)
+    }
+}
+
 /// An eventfd written once INIT is answered (per-CPU native loops wait on it).
 #[cfg(feature = "std")]
 pub(crate) fn init_event() -> io::Result<OwnedFd> {

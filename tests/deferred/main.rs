@@ -12,6 +12,8 @@
 //!   (8 and 2 per CPU did not, and the readers waited until the test gave up);
 //! - a thread that touches the mount between `Session::new` and `run` is let go by a stop
 //!   (it used to wait for good, and the stop reached no loop);
+//! - `Session::new` answers INIT: what it settled is known before `run`, and a filesystem
+//!   that refuses INIT makes `new` fail (it used to surface only from `run`);
 //! - `linked`: a READ answered after a linked group ([`Cx::submit_linked`]: a timeout, then
 //!   a NOP that may only start after it) completes in order.
 //!
@@ -268,13 +270,13 @@ impl Mounted {
         let at = scratch.mnt.clone();
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut cfg = Config::default()
+            let cfg = Config::default()
                 .handle_signals(false)
+                .stop_grace(GRACE)
                 .transport(match mode {
                     Mode::Classic => TransportMode::Classic,
                     Mode::Native => TransportMode::Native,
                 });
-            cfg.stop_grace = GRACE;
             match Session::new(fs, at.as_path(), &MountOptions::new(), cfg) {
                 Ok(mut session) => {
                     tx.send(Ok(session.stop_handle())).unwrap();
@@ -520,5 +522,61 @@ fn a_linked_group_runs_in_order() {
         }
         let stats = m.finish();
         assert_eq!(stats.fs_ops_in_flight, 0, "{mode:?}: {stats:?}");
+    }
+}
+
+/// Refuses INIT with `EPERM`.
+struct Refuses;
+
+impl Filesystem for Refuses {
+    fn init(&mut self, _cfg: &mut ringfuse::InitConfig) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+}
+
+#[test]
+fn new_answers_init() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    for mode in modes() {
+        let scratch = Scratch::new();
+        let cfg = Config::default()
+            .handle_signals(false)
+            .transport(match mode {
+                Mode::Classic => TransportMode::Classic,
+                Mode::Native => TransportMode::Native,
+            });
+        let session = Session::new(
+            Holder::new(Arc::default()),
+            scratch.mnt.as_path(),
+            &MountOptions::new(),
+            cfg,
+        )
+        .unwrap();
+        let n = session.negotiated().expect("INIT settled by new");
+        assert_eq!(n.minor, 45, "{mode:?}");
+        let want = match mode {
+            Mode::Classic => ringfuse::Transport::Classic,
+            Mode::Native => ringfuse::Transport::Native,
+        };
+        assert_eq!(session.transport(), want, "{mode:?}");
+        drop(session);
+        assert!(
+            common::mounts_under(&scratch.mnt).is_empty(),
+            "{mode:?}: left mounted"
+        );
+
+        let refused = Session::new(Refuses, scratch.mnt.as_path(), &MountOptions::new(), cfg);
+        match refused {
+            Err(ringfuse::Error::Init(e)) => assert_eq!(e, Errno::EPERM, "{mode:?}"),
+            Err(e) => panic!("{mode:?}: {e:#?}"),
+            Ok(_) => panic!("{mode:?}: a refused INIT made no error in Session::new"),
+        }
+        assert!(
+            common::mounts_under(&scratch.mnt).is_empty(),
+            "{mode:?}: left mounted"
+        );
     }
 }
