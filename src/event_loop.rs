@@ -939,13 +939,17 @@ impl<F: Filesystem> Loop<'_, F> {
         // Requests the filesystem holds get `stop_grace` to be answered; a timeout (which
         // points at no memory of ours, so it may still be pending when the ring goes) ends
         // the wait.
+        let mut resumed = 0u32;
         let mut grace_over = false;
         if self.meta.iter().any(|m| m.fs_holds) {
             let sqe = Sqe::timeout(self.stop_grace, 0, crate::ring::IoringTimeoutFlags::empty())
                 .user_data(user_data(KIND_GRACE, 0));
-            grace_over = push(self.ring, &sqe, self.stats).is_err();
+            if push(self.ring, &sqe, self.stats).is_err() {
+                // No way to wait a bounded time: no wait at all.
+                grace_over = true;
+                self.abandon_held(&mut resumed);
+            }
         }
-        let mut resumed = 0u32;
         let mut slots = Slots {
             idle: ArrayVec::new(),
             reading: [false; MAX_SLOTS as usize],

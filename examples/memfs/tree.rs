@@ -530,18 +530,10 @@ impl Tree {
             if size > MAX_FILE_SIZE {
                 return Err(Errno::EFBIG);
             }
-            let old = self.resize_file(
-                id,
-                |d| d.charge_if_resized(size),
-                |d| {
-                    let old = d.size();
-                    d.set_size(size);
-                    old
-                },
-            )?;
-            if old != size {
-                self.node_mut(id)?.attr.mtime = now;
-            }
+            self.resize_file(id, |d| d.charge_if_resized(size), |d| d.set_size(size))?;
+            // Even at the same size: `truncate`/`ftruncate` update mtime (the VFS passes
+            // ATTR_MTIME, which FUSE leaves to the server for a truncate), as on tmpfs.
+            self.node_mut(id)?.attr.mtime = now;
         }
         let ino = self.node_mut(id)?;
         if let Some(mode) = set.mode {
@@ -770,7 +762,9 @@ impl Tree {
         if ino.is_dir() {
             return Err(Errno::EISDIR);
         }
-        if flags.contains(ringfuse::OpenFlags::TRUNC) && ino.file().is_ok_and(|d| d.size() != 0) {
+        // An empty file too: `open(O_TRUNC)` updates mtime and ctime whatever the size
+        // was (POSIX; tmpfs does).
+        if flags.contains(ringfuse::OpenFlags::TRUNC) && ino.file().is_ok() {
             self.resize_file(id, |_| 0, |d| d.set_size(0))?;
             self.node_mut(id)?.touch_content(Timestamp::now());
         }

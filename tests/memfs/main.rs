@@ -710,6 +710,53 @@ fn enospc_when_full_as_on_tmpfs() {
     assert_eq!(fs::read(scratch.mnt.join("small")).unwrap(), b"fits");
 }
 
+/// Whether `open(O_TRUNC)` and `ftruncate(fd, 0)` of an existing empty file each moved
+/// its mtime and its ctime forward: [(open mtime, open ctime), (ftruncate mtime, ctime)].
+fn truncating_empty_moves_times(root: &Path) -> [(bool, bool); 2] {
+    use std::os::unix::fs::MetadataExt as _;
+    let path = root.join("empty");
+    fs::write(&path, b"").unwrap();
+    let times = |p: &Path| {
+        let m = fs::metadata(p).unwrap();
+        ((m.mtime(), m.mtime_nsec()), (m.ctime(), m.ctime_nsec()))
+    };
+    let mut out = [(false, false); 2];
+    let before = times(&path);
+    std::thread::sleep(Duration::from_millis(20));
+    drop(fs::File::options().write(true).truncate(true).open(&path).unwrap());
+    let after = times(&path);
+    out[0] = (after.0 > before.0, after.1 > before.1);
+    std::thread::sleep(Duration::from_millis(20));
+    let f = fs::File::options().write(true).open(&path).unwrap();
+    f.set_len(0).unwrap();
+    drop(f);
+    let last = times(&path);
+    out[1] = (last.0 > after.0, last.1 > after.1);
+    out
+}
+
+#[test]
+fn truncating_an_empty_file_updates_its_times_as_on_tmpfs() {
+    let _serial = serial();
+    if !can_mount() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let tmp_mnt = scratch.subdir("tmpfs");
+    // The kernel drops its cached times after an open(O_TRUNC) and takes SETATTR's answer
+    // after ftruncate: the times seen are memfs's own.
+    let _server = memfs(&scratch.mnt, &[]);
+    let _tmpfs = Tmpfs::mount(&tmp_mnt, "1m");
+    let mnt = scratch.mnt.clone();
+    let on_memfs = within(T, "truncating on memfs", move || truncating_empty_moves_times(&mnt));
+    let on_tmpfs = truncating_empty_moves_times(&tmp_mnt);
+    assert_eq!(on_tmpfs, [(true, true); 2], "tmpfs itself");
+    assert_eq!(
+        on_memfs, on_tmpfs,
+        "[(open(O_TRUNC) mtime, ctime), (ftruncate(0) mtime, ctime)] moved forward"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2c. mkdir/rmdir/ls churn: no ghost directories
 
