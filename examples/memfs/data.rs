@@ -21,8 +21,6 @@ fn zero_page() -> Page {
 pub(crate) struct FileData {
     pages: BTreeMap<u64, Page>,
     size: u64,
-    /// End of the space `fallocate(FALLOC_FL_KEEP_SIZE)` reserved past `size`, if larger.
-    reserved: u64,
 }
 
 /// The part of page `idx` that the byte range `[start, end)` covers, as offsets in the page.
@@ -39,30 +37,36 @@ impl FileData {
         self.size
     }
 
-    /// Bytes this file costs against the filesystem's capacity: its size, or the space it
-    /// reserved past its size if that is larger. Holes inside the size are charged too, so
-    /// a truncate that extends a file needs the space (see the report in `main.rs`).
+    /// Bytes this file costs against the filesystem's capacity: the pages it stores
+    /// (written, or allocated by `fallocate`, inside its size or past it), as tmpfs
+    /// charges. Holes cost nothing, so a sparse file's size can exceed the capacity.
     pub(crate) fn charge(&self) -> u64 {
-        self.size.max(self.reserved)
+        self.pages.len() as u64 * PAGE
     }
 
-    /// What [`charge`](Self::charge) would be after a write or extension to `end`.
-    pub(crate) fn charge_if_extended(&self, end: u64) -> u64 {
-        self.size.max(end).max(self.reserved)
+    /// Pages of `[offset, end)` not stored yet.
+    fn missing(&self, offset: u64, end: u64) -> u64 {
+        if end <= offset {
+            return 0;
+        }
+        let (first, last) = (offset / PAGE, (end - 1) / PAGE);
+        (last - first + 1) - self.pages.range(first..=last).count() as u64
     }
 
-    /// What [`charge`](Self::charge) would be after [`set_size`](Self::set_size)`(size)`.
+    /// What [`charge`](Self::charge) would be after a write of `[offset, end)` (or an
+    /// allocation of it).
+    pub(crate) fn charge_if_written(&self, offset: u64, end: u64) -> u64 {
+        self.charge() + self.missing(offset, end) * PAGE
+    }
+
+    /// What [`charge`](Self::charge) would be after [`set_size`](Self::set_size)`(size)`:
+    /// less when it shrinks (the pages past the end go), the same when it grows (a hole).
     pub(crate) fn charge_if_resized(&self, size: u64) -> u64 {
         if size < self.size {
-            size
+            self.pages.range(..size.div_ceil(PAGE)).count() as u64 * PAGE
         } else {
-            size.max(self.reserved)
+            self.charge()
         }
-    }
-
-    /// What [`charge`](Self::charge) would be after reserving space up to `end`.
-    pub(crate) fn charge_if_reserved(&self, end: u64) -> u64 {
-        self.size.max(self.reserved).max(end)
     }
 
     /// 512-byte blocks of memory the pages take (`st_blocks`).
@@ -115,7 +119,6 @@ impl FileData {
                     page[(size % PAGE) as usize..].fill(0);
                 }
             }
-            self.reserved = self.reserved.min(size);
         }
         self.size = size;
     }
@@ -129,9 +132,7 @@ impl FileData {
         for idx in offset / PAGE..=(end - 1) / PAGE {
             self.pages.entry(idx).or_insert_with(zero_page);
         }
-        if keep_size {
-            self.reserved = self.reserved.max(end);
-        } else {
+        if !keep_size {
             self.size = self.size.max(end);
         }
     }
@@ -255,5 +256,26 @@ mod tests {
         assert_eq!(d.charge(), PAGE);
         d.allocate(PAGE, 2 * PAGE, false);
         assert_eq!(d.size(), 2 * PAGE);
+    }
+
+    #[test]
+    fn only_stored_pages_are_charged() {
+        let mut d = FileData::default();
+        // One byte at 2 GiB + 1: one page, whatever the size.
+        assert_eq!(d.charge_if_written((2 << 30) + 1, (2 << 30) + 2), PAGE);
+        d.write((2 << 30) + 1, b"x");
+        assert_eq!((d.size(), d.charge(), d.blocks()), ((2 << 30) + 2, PAGE, 8));
+        // A huge extension is a hole.
+        assert_eq!(d.charge_if_resized(999_999_999_999_999), PAGE);
+        d.set_size(999_999_999_999_999);
+        assert_eq!(d.charge(), PAGE);
+        // Writing over a stored page costs nothing more; next to it, one page.
+        assert_eq!(d.charge_if_written(2 << 30, (2 << 30) + 10), PAGE);
+        assert_eq!(
+            d.charge_if_written((2 << 30) + PAGE, (2 << 30) + PAGE + 1),
+            2 * PAGE
+        );
+        // Shrinking below the page frees it.
+        assert_eq!(d.charge_if_resized(1 << 30), 0);
     }
 }

@@ -8,7 +8,10 @@
 //! Serves until unmounted (`umount MOUNTPOINT`) or interrupted (Ctrl-C); everything is lost
 //! then. The filesystem holds at most `--capacity` bytes (default 1 GiB) of file data,
 //! symlink targets and extended attributes, plus 256 bytes per inode; beyond that, writes,
-//! truncates, `fallocate` and creates fail with ENOSPC and `df` shows it full.
+//! `fallocate` and creates fail with ENOSPC and `df` shows it full. File data is charged
+//! by the 4 KiB pages that hold it, as tmpfs does: holes are free, so a sparse file may be
+//! far larger than the capacity (up to 2^63 - 1 bytes, the kernel's own limit; EFBIG past
+//! it), and `st_blocks` counts the stored pages.
 //!
 //! It is mounted with `default_permissions`: the kernel checks mode bits on every
 //! operation, as for tmpfs. Reads do not update atime (as `noatime`). `--no-readdirplus`

@@ -852,7 +852,11 @@ impl Tree {
         kill_priv: bool,
     ) -> Result<usize, Errno> {
         let end = end_of(offset, data.len() as u64)?;
-        self.resize_file(id, |d| d.charge_if_extended(end), |d| d.write(offset, data))?;
+        self.resize_file(
+            id,
+            |d| d.charge_if_written(offset, end),
+            |d| d.write(offset, data),
+        )?;
         let ino = self.node_mut(id)?;
         ino.touch_content(Timestamp::now());
         if kill_priv {
@@ -878,7 +882,7 @@ impl Tree {
         let changed = match mode {
             0 => self.resize_file(
                 id,
-                |d| d.charge_if_extended(end),
+                |d| d.charge_if_written(offset, end),
                 |d| {
                     let old = d.size();
                     d.allocate(offset, end, false);
@@ -888,7 +892,7 @@ impl Tree {
             FALLOC_FL_KEEP_SIZE => {
                 self.resize_file(
                     id,
-                    |d| d.charge_if_reserved(end),
+                    |d| d.charge_if_written(offset, end),
                     |d| d.allocate(offset, end, true),
                 )?;
                 false
@@ -939,7 +943,7 @@ impl Tree {
         if src == dst && off_in < end_out && off_out < off_in + n {
             return Err(Errno::EINVAL);
         }
-        self.resize_file(dst, |d| d.charge_if_extended(end_out), |_| ())?;
+        self.resize_file(dst, |d| d.charge_if_written(off_out, end_out), |_| ())?;
         let mut buf = vec![0; n.min(1 << 20) as usize];
         let mut done = 0;
         while done < n {
@@ -951,10 +955,11 @@ impl Tree {
             if got == 0 {
                 break;
             }
+            let at = off_out + done;
             self.resize_file(
                 dst,
-                |d| d.charge_if_extended(end_out),
-                |d| d.write(off_out + done, &buf[..got]),
+                |d| d.charge_if_written(at, at + got as u64),
+                |d| d.write(at, &buf[..got]),
             )?;
             done += got as u64;
         }
@@ -1464,7 +1469,11 @@ mod tests {
         assert_eq!(t.used(), used);
         t.forget(id, 1);
         assert!(!t.exists(id));
-        assert_eq!(t.used(), used - INODE_COST - 4);
+        assert_eq!(
+            t.used(),
+            used - INODE_COST - PAGE,
+            "its inode and its one page"
+        );
         // The other order: forget first, then release.
         let (id, _, fh) = t.create(ROOT, b"f", 0o644, OpenFlags(0o2), ME).unwrap();
         t.unlink(ROOT, b"f").unwrap();
@@ -1659,28 +1668,32 @@ mod tests {
 
     #[test]
     fn enospc_at_capacity() {
-        let mut t = Tree::new(4 * INODE_COST + 10_000, ME);
+        // Room for three pages of data once the four inodes are made.
+        let mut t = Tree::new(4 * INODE_COST + 3 * PAGE, ME);
         let f = file(&mut t, ROOT, "f");
         file(&mut t, ROOT, "g");
         dir(&mut t, ROOT, "d");
-        assert_eq!(t.write(f, 0, &[1; 10_001], false), Err(Errno::ENOSPC));
+        let full = 3 * PAGE as usize;
+        assert_eq!(t.write(f, 0, &vec![1; full + 1], false), Err(Errno::ENOSPC));
         assert_eq!(
             t.getattr(f).unwrap().size,
             0,
             "a failed write changes nothing"
         );
-        t.write(f, 0, &[1; 10_000], false).unwrap();
+        t.write(f, 0, &vec![1; full], false).unwrap();
         // Overwriting in place needs no space.
         t.write(f, 5, &[2; 100], false).unwrap();
-        assert_eq!(t.write(f, 10_000, b"x", false), Err(Errno::ENOSPC));
-        let grow = SetAttr {
-            size: Some(10_001),
+        assert_eq!(t.write(f, full as u64, b"x", false), Err(Errno::ENOSPC));
+        // Growing makes a hole, which costs nothing (as on tmpfs); shrink back.
+        let grow = |size| SetAttr {
+            size: Some(size),
             ..SetAttr::default()
         };
-        assert_eq!(t.setattr(f, &grow), Err(Errno::ENOSPC));
-        assert_eq!(t.fallocate(f, 0, 10_001, 0), Err(Errno::ENOSPC));
+        t.setattr(f, &grow(999_999_999_999_999)).unwrap();
+        t.setattr(f, &grow(full as u64)).unwrap();
+        assert_eq!(t.fallocate(f, 0, full as u64 + 1, 0), Err(Errno::ENOSPC));
         assert_eq!(
-            t.fallocate(f, 0, 10_001, FALLOC_FL_KEEP_SIZE),
+            t.fallocate(f, 0, full as u64 + 1, FALLOC_FL_KEEP_SIZE),
             Err(Errno::ENOSPC)
         );
         assert_eq!(t.statfs().bfree, 0);
@@ -1699,7 +1712,7 @@ mod tests {
             ..SetAttr::default()
         };
         t.setattr(f, &shrink).unwrap();
-        assert_eq!(t.statfs().bfree, 10_000 / PAGE);
+        assert_eq!(t.statfs().bfree, 3);
         assert!(t.mknod(ROOT, b"h", 0o100_644, 0, ME).is_ok());
     }
 

@@ -710,6 +710,62 @@ fn enospc_when_full_as_on_tmpfs() {
     assert_eq!(fs::read(scratch.mnt.join("small")).unwrap(), b"fits");
 }
 
+/// Sparse files on a 1 GiB filesystem: a byte at 2 GiB + 1, a truncate to ~1 PB; what each
+/// gave, the files' sizes and blocks, and whether `df` still shows room.
+fn sparse_steps(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+    let mut out = Vec::new();
+    let first = root.join("a");
+    let file_a = fs::File::create(&first).unwrap();
+    out.push(format!(
+        "pwrite at 2 GiB + 1: {:?}",
+        file_a.write_at(b"x", (2 << 30) + 1)
+            .map_err(|e| e.raw_os_error())
+    ));
+    let meta = fs::metadata(&first).unwrap();
+    out.push(format!("a: size {} blocks {}", meta.len(), meta.blocks()));
+    let second = root.join("b");
+    let file_b = fs::File::create(&second).unwrap();
+    out.push(format!(
+        "ftruncate to 999999999999999: {:?}",
+        file_b.set_len(999_999_999_999_999).map_err(|e| e.raw_os_error())
+    ));
+    let meta = fs::metadata(&second).unwrap();
+    out.push(format!("b: size {} blocks {}", meta.len(), meta.blocks()));
+    out.push(format!(
+        "ftruncate to 2^63: {:?}",
+        file_b.set_len(1 << 63).map_err(|e| e.raw_os_error())
+    ));
+    let st = rustix::fs::statvfs(root).unwrap();
+    out.push(format!(
+        "df: more than 99% free: {}",
+        st.f_bfree * 100 > st.f_blocks * 99
+    ));
+    // And a later real write still fits.
+    out.push(format!(
+        "write 1 MiB: {:?}",
+        fs::write(root.join("c"), vec![7u8; 1 << 20]).map_err(|e| e.raw_os_error())
+    ));
+    out
+}
+
+#[test]
+fn sparse_files_are_charged_by_their_data_as_on_tmpfs() {
+    let _serial = serial();
+    if !can_mount() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let tmp_mnt = scratch.subdir("tmpfs");
+    let _server = memfs(&scratch.mnt, &["--capacity", "1G"]);
+    let _tmpfs = Tmpfs::mount(&tmp_mnt, "1g");
+    let mnt = scratch.mnt.clone();
+    let on_memfs = within(T, "sparse files on memfs", move || sparse_steps(&mnt));
+    let on_tmpfs = sparse_steps(&tmp_mnt);
+    assert_eq!(on_memfs, on_tmpfs);
+    assert_eq!(on_memfs[0], "pwrite at 2 GiB + 1: Ok(1)", "{on_memfs:#?}");
+}
+
 /// Whether `open(O_TRUNC)` and `ftruncate(fd, 0)` of an existing empty file each moved
 /// its mtime and its ctime forward: [(open mtime, open ctime), (ftruncate mtime, ctime)].
 fn truncating_empty_moves_times(root: &Path) -> [(bool, bool); 2] {
@@ -723,7 +779,13 @@ fn truncating_empty_moves_times(root: &Path) -> [(bool, bool); 2] {
     let mut out = [(false, false); 2];
     let before = times(&path);
     std::thread::sleep(Duration::from_millis(20));
-    drop(fs::File::options().write(true).truncate(true).open(&path).unwrap());
+    drop(
+        fs::File::options()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap(),
+    );
     let after = times(&path);
     out[0] = (after.0 > before.0, after.1 > before.1);
     std::thread::sleep(Duration::from_millis(20));
@@ -748,7 +810,9 @@ fn truncating_an_empty_file_updates_its_times_as_on_tmpfs() {
     let _server = memfs(&scratch.mnt, &[]);
     let _tmpfs = Tmpfs::mount(&tmp_mnt, "1m");
     let mnt = scratch.mnt.clone();
-    let on_memfs = within(T, "truncating on memfs", move || truncating_empty_moves_times(&mnt));
+    let on_memfs = within(T, "truncating on memfs", move || {
+        truncating_empty_moves_times(&mnt)
+    });
     let on_tmpfs = truncating_empty_moves_times(&tmp_mnt);
     assert_eq!(on_tmpfs, [(true, true); 2], "tmpfs itself");
     assert_eq!(
