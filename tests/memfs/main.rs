@@ -719,7 +719,8 @@ fn sparse_steps(root: &Path) -> Vec<String> {
     let file_a = fs::File::create(&first).unwrap();
     out.push(format!(
         "pwrite at 2 GiB + 1: {:?}",
-        file_a.write_at(b"x", (2 << 30) + 1)
+        file_a
+            .write_at(b"x", (2 << 30) + 1)
             .map_err(|e| e.raw_os_error())
     ));
     let meta = fs::metadata(&first).unwrap();
@@ -728,7 +729,9 @@ fn sparse_steps(root: &Path) -> Vec<String> {
     let file_b = fs::File::create(&second).unwrap();
     out.push(format!(
         "ftruncate to 999999999999999: {:?}",
-        file_b.set_len(999_999_999_999_999).map_err(|e| e.raw_os_error())
+        file_b
+            .set_len(999_999_999_999_999)
+            .map_err(|e| e.raw_os_error())
     ));
     let meta = fs::metadata(&second).unwrap();
     out.push(format!("b: size {} blocks {}", meta.len(), meta.blocks()));
@@ -764,6 +767,46 @@ fn sparse_files_are_charged_by_their_data_as_on_tmpfs() {
     let on_tmpfs = sparse_steps(&tmp_mnt);
     assert_eq!(on_memfs, on_tmpfs);
     assert_eq!(on_memfs[0], "pwrite at 2 GiB + 1: Ok(1)", "{on_memfs:#?}");
+}
+
+/// xfstests' seek sanity pattern (its tests 11 and 12): 64 KiB of data at 0 and at a huge
+/// offset (8 and 16 TiB), then SEEK_DATA/SEEK_HOLE from offsets around both.
+fn huge_sparse_seeks(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::FileExt as _;
+    let mut out = Vec::new();
+    for (name, tib) in [("eight", 8u64), ("sixteen", 16)] {
+        let path = root.join(name);
+        let file = fs::File::create(&path).unwrap();
+        let far = (tib << 40) - (64 << 10);
+        let chunk = vec![b'a'; 64 << 10];
+        let wrote = [0, far].map(|at| file.write_at(&chunk, at).map_err(|e| e.raw_os_error()));
+        out.push(format!("{name}: writes {wrote:?}"));
+        for at in [0, 1, 65_535, 65_536, far - 1, far, far + 1, far + 65_535] {
+            let seek = |whence| rustix::fs::seek(&file, whence).map_err(|e| e.raw_os_error());
+            out.push(format!(
+                "{name} @{at}: data {:?} hole {:?}",
+                seek(rustix::fs::SeekFrom::Data(at)),
+                seek(rustix::fs::SeekFrom::Hole(at))
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn seek_data_and_hole_over_huge_sparse_files_as_on_tmpfs() {
+    let _serial = serial();
+    if !can_mount() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let tmp_mnt = scratch.subdir("tmpfs");
+    let _server = memfs(&scratch.mnt, &[]);
+    let _tmpfs = Tmpfs::mount(&tmp_mnt, "1g");
+    let mnt = scratch.mnt.clone();
+    let on_memfs = within(T, "seeking on memfs", move || huge_sparse_seeks(&mnt));
+    let on_tmpfs = huge_sparse_seeks(&tmp_mnt);
+    assert_eq!(on_memfs, on_tmpfs);
 }
 
 /// Whether `open(O_TRUNC)` and `ftruncate(fd, 0)` of an existing empty file each moved
