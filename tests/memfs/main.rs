@@ -782,7 +782,8 @@ fn huge_sparse_seeks(root: &Path) -> Vec<String> {
         let wrote = [0, far].map(|at| file.write_at(&chunk, at).map_err(|e| e.raw_os_error()));
         out.push(format!("{name}: writes {wrote:?}"));
         for at in [0, 1, 65_535, 65_536, far - 1, far, far + 1, far + 65_535] {
-            let seek = |whence| rustix::fs::seek(&file, whence).map_err(|e| e.raw_os_error());
+            let seek =
+                |whence| rustix::fs::seek(&file, whence).map_err(rustix::io::Errno::raw_os_error);
             out.push(format!(
                 "{name} @{at}: data {:?} hole {:?}",
                 seek(rustix::fs::SeekFrom::Data(at)),
