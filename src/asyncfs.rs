@@ -106,7 +106,7 @@ use crate::abi::request::Forgets;
 use crate::attr::{Attr, Entry, NodeId};
 use crate::cx::Cx;
 use crate::fs::{CopyRange, Filesystem, InitConfig, IoctlArgs, SetAttr};
-use crate::open_flags::OpenFlags;
+use crate::open_flags::{OpenFlags, RenameFlags};
 use crate::reply::{
     DirFill, DirPlusFill, Done, FileLock, Outcome, Reply, ReplyAttr, ReplyBmap, ReplyCopied,
     ReplyCreate, ReplyData, ReplyDir, ReplyDirPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock,
@@ -330,7 +330,7 @@ pub trait AsyncFilesystem {
         name: &CStr,
         newparent: NodeId,
         newname: &CStr,
-        flags: u32,
+        flags: RenameFlags,
     ) -> Result<(), Errno> {
         Err(Errno::ENOSYS)
     }
@@ -1244,7 +1244,7 @@ impl<F: AsyncFilesystem> Filesystem for Async<F> {
         name: &CStr,
         newparent: NodeId,
         newname: &CStr,
-        flags: u32,
+        flags: RenameFlags,
         reply: ReplyEmpty<'_>,
     ) -> Done {
         // SAFETY: both names are in the request's slot (`lease`).

@@ -13,7 +13,7 @@ use crate::abi::request::{Operation, Request};
 use crate::attr::NodeId;
 use crate::cx::Cx;
 use crate::fs::{CopyRange, Filesystem, IoctlArgs, SetAttr};
-use crate::open_flags::OpenFlags;
+use crate::open_flags::{OpenFlags, RenameFlags};
 use crate::reply::{FileLock, Lent, Outcome, Reply, Whose};
 
 /// No size limit beyond the buffer.
@@ -86,12 +86,24 @@ pub(crate) fn dispatch<F: Filesystem>(
         Operation::Mkdir { arg, name } => fs.mkdir(cx, node, name, arg.mode, arg.umask, reply!()),
         Operation::Unlink { name } => fs.unlink(cx, node, name, reply!()),
         Operation::Rmdir { name } => fs.rmdir(cx, node, name, reply!()),
-        Operation::Rename { arg, old, new } => {
-            fs.rename(cx, node, old, NodeId(arg.newdir), new, 0, reply!())
-        }
-        Operation::Rename2 { arg, old, new } => {
-            fs.rename(cx, node, old, NodeId(arg.newdir), new, arg.flags, reply!())
-        }
+        Operation::Rename { arg, old, new } => fs.rename(
+            cx,
+            node,
+            old,
+            NodeId(arg.newdir),
+            new,
+            RenameFlags(0),
+            reply!(),
+        ),
+        Operation::Rename2 { arg, old, new } => fs.rename(
+            cx,
+            node,
+            old,
+            NodeId(arg.newdir),
+            new,
+            RenameFlags(arg.flags),
+            reply!(),
+        ),
         Operation::Link { arg, name } => fs.link(cx, NodeId(arg.oldnodeid), node, name, reply!()),
         Operation::Open { arg } => fs.open(cx, node, OpenFlags(arg.flags), reply!()),
         Operation::Read { arg } => read(fs, cx, node, &arg, reply!(arg.size)),

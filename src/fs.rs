@@ -8,7 +8,7 @@ use crate::abi::kernel::fuse_setattr_in;
 use crate::abi::request::Forgets;
 use crate::attr::{NodeId, Timestamp};
 use crate::cx::Cx;
-use crate::open_flags::OpenFlags;
+use crate::open_flags::{OpenFlags, RenameFlags};
 use crate::reply::{
     Done, FileLock, ReplyAttr, ReplyBmap, ReplyCopied, ReplyCreate, ReplyData, ReplyDir,
     ReplyDirPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll,
@@ -354,7 +354,7 @@ pub trait Filesystem {
         name: &CStr,
         newparent: NodeId,
         newname: &CStr,
-        flags: u32,
+        flags: RenameFlags,
         reply: ReplyEmpty<'_>,
     ) -> Done {
         reply.error(Errno::ENOSYS)

@@ -66,7 +66,7 @@ pub use cx::{Cx, MAX_CHAIN, MAX_TAG};
 pub use error::Error;
 pub use fs::{CopyRange, Filesystem, InitConfig, IoctlArgs, SetAttr, TimeOrNow};
 pub use init::Negotiated;
-pub use open_flags::{AccessMode, OpenFlags};
+pub use open_flags::{AccessMode, OpenFlags, RenameFlags};
 pub use reply::{
     Deferred, DirAdd, DirFill, DirPlusFill, Done, FileLock, Reply, ReplyAttr, ReplyBmap,
     ReplyCopied, ReplyCreate, ReplyData, ReplyDir, ReplyDirPlus, ReplyEmpty, ReplyEntry,

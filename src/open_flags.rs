@@ -1,4 +1,5 @@
-//! [`OpenFlags`]: the `open(2)` flags OPEN, CREATE, OPENDIR and TMPFILE carry.
+//! [`OpenFlags`]: the `open(2)` flags OPEN, CREATE, OPENDIR and TMPFILE carry;
+//! [`RenameFlags`]: the `renameat2(2)` flags of RENAME2.
 
 use core::fmt;
 
@@ -205,6 +206,47 @@ impl fmt::Debug for OpenFlags {
             write!(f, " | {rest:#o}")?;
         }
         f.write_str(")")
+    }
+}
+
+/// The flags of `renameat2(2)` that RENAME2 carries (0 for a plain RENAME).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Debug)]
+#[repr(transparent)]
+pub struct RenameFlags(pub u32);
+
+impl RenameFlags {
+    /// `RENAME_NOREPLACE`: fail with `EEXIST` if the target exists.
+    pub const NOREPLACE: Self = Self(k::RENAME_NOREPLACE);
+    /// `RENAME_EXCHANGE`: swap the two names (both must exist).
+    pub const EXCHANGE: Self = Self(k::RENAME_EXCHANGE);
+    /// `RENAME_WHITEOUT`: leave a whiteout at the source (overlayfs).
+    pub const WHITEOUT: Self = Self(k::RENAME_WHITEOUT);
+
+    /// No flag: a plain `rename(2)`.
+    pub const fn empty() -> Self {
+        Self(0)
+    }
+
+    /// The raw bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether no bit is set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl core::ops::BitOr for RenameFlags {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
     }
 }
 

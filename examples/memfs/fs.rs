@@ -230,7 +230,7 @@ impl Filesystem for MemFs {
         name: &CStr,
         newparent: NodeId,
         newname: &CStr,
-        flags: u32,
+        flags: ringfuse::RenameFlags,
         reply: ReplyEmpty<'_>,
     ) -> Done {
         let r = self.tree().rename(
@@ -238,7 +238,7 @@ impl Filesystem for MemFs {
             name.to_bytes(),
             newparent.0,
             newname.to_bytes(),
-            flags,
+            flags.bits(),
         );
         answer_empty(reply, r)
     }

@@ -841,11 +841,11 @@ impl AsyncFilesystem for Passthrough {
         name: &CStr,
         newparent: NodeId,
         newname: &CStr,
-        flags: u32,
+        flags: ringfuse::RenameFlags,
     ) -> Result<(), Errno> {
         let (name, newname) = (check_name(name)?, check_name(newname)?);
         let (old, new) = (self.node(parent)?, self.node(newparent)?);
-        let flags = RenameFlags::from_bits_retain(flags);
+        let flags = RenameFlags::from_bits_retain(flags.bits());
         meta!(
             self,
             cx.renameat(old.as_fd(), name, new.as_fd(), newname, flags),
