@@ -58,6 +58,17 @@ pub struct InitConfig {
     pub max_stack_depth: u32,
 }
 
+impl InitConfig {
+    /// Asks for `FUSE_EXPORT_SUPPORT`: file handles (`name_to_handle_at` and
+    /// `open_by_handle_at`, NFS export) that stay valid after the kernel dropped its caches,
+    /// until the file is deleted. The filesystem promises to answer LOOKUP of "." and ".."
+    /// by node id (see [`Filesystem::lookup`]) and never to reuse a `(node, generation)`
+    /// pair. Without it such handles give `ESTALE` once the kernel forgot the inode.
+    pub fn want_export_support(&mut self) {
+        self.want |= InitFlags::EXPORT_SUPPORT;
+    }
+}
+
 /// The attributes a SETATTR changes (`struct fuse_setattr_in` with its `valid` mask read
 /// into options).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -229,6 +240,13 @@ pub trait Filesystem {
 
     /// LOOKUP: the node named `name` in directory `parent`. A successful entry adds one to
     /// the node's lookup count.
+    ///
+    /// With [`InitConfig::want_export_support`], the kernel also sends `name` "." with
+    /// `parent` any node (a file too), and ".." with `parent` a directory, to rebuild a
+    /// dentry from a file handle (`open_by_handle_at`, NFS) once its caches dropped it:
+    /// answer "." with the node itself and ".." with the directory's parent (the root's is
+    /// the root), counting the lookup as for any entry, and `ENOENT` once the node is
+    /// deleted (the handle's user then gets `ESTALE`). Path walks never send either name.
     fn lookup(
         &mut self,
         cx: &mut Cx<'_>,

@@ -100,6 +100,9 @@ impl Filesystem for MemFs {
             cfg.want |= InitFlags::DO_READDIRPLUS | InitFlags::READDIRPLUS_AUTO;
         }
         cfg.want |= InitFlags::ATOMIC_O_TRUNC;
+        // Ids are never reused and LOOKUP answers "." and "..": file handles outlive the
+        // kernel's caches.
+        cfg.want_export_support();
         Ok(())
     }
 

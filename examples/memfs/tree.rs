@@ -498,9 +498,24 @@ impl Tree {
         self.nodes.get(&id).map_or(0, |i| i.lookups)
     }
 
-    /// LOOKUP.
+    /// LOOKUP. "." and ".." come only from the kernel's export operations (a file handle
+    /// whose inode it forgot), by node id: "." names the node itself, whatever it is, and
+    /// ".." a directory's parent; a deleted node is not found (its handles are stale).
     pub(crate) fn lookup(&mut self, parent: u64, name: &[u8]) -> Result<(u64, Attr), Errno> {
-        let id = self.child(parent, name)?;
+        let id = match name {
+            b"." | b".." => {
+                let ino = self.node(parent)?;
+                if ino.attr.nlink == 0 {
+                    return Err(Errno::ENOENT);
+                }
+                match (&ino.body, name) {
+                    (_, b".") => parent,
+                    (Body::Dir(d), _) => d.parent,
+                    _ => return Err(Errno::ENOTDIR),
+                }
+            }
+            _ => self.child(parent, name)?,
+        };
         self.entry(id)
     }
 
@@ -1664,6 +1679,34 @@ mod tests {
         assert_eq!(more, 0);
         let f0 = t.lookup(ROOT, b"f0").unwrap().0;
         assert_eq!(t.readdir(f0, 0, |_, _, _, _| true), Err(Errno::ENOTDIR));
+    }
+
+    #[test]
+    fn dot_and_dotdot_by_node_id() {
+        let mut t = tree();
+        let d = dir(&mut t, ROOT, "d");
+        let f = file(&mut t, d, "f");
+        assert_eq!(
+            t.lookup(f, b".").unwrap().0,
+            f,
+            "\".\" of a file is the file"
+        );
+        assert_eq!(t.lookup(d, b"..").unwrap().0, ROOT);
+        assert_eq!(
+            t.lookup(ROOT, b"..").unwrap().0,
+            ROOT,
+            "the root is its own parent"
+        );
+        assert_eq!(t.lookup(f, b".."), Err(Errno::ENOTDIR));
+        let before = t.lookups(f);
+        t.lookup(f, b".").unwrap();
+        assert_eq!(t.lookups(f), before + 1, "counted as any lookup");
+        t.unlink(d, b"f").unwrap();
+        assert_eq!(
+            t.lookup(f, b"."),
+            Err(Errno::ENOENT),
+            "a deleted file's handle is stale"
+        );
     }
 
     #[test]

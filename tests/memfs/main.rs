@@ -810,6 +810,58 @@ fn seek_data_and_hole_over_huge_sparse_files_as_on_tmpfs() {
     assert_eq!(on_memfs, on_tmpfs);
 }
 
+/// Runs `tests/memfs/handles.c` (built here with `cc`) on `root`: file handles of a file and
+/// a directory, opened again after the kernel's caches are dropped, and after the file is
+/// deleted.
+fn handles_after_drop_caches(helper: &Path, root: &Path) -> String {
+    let dir = root.join("dir");
+    fs::create_dir(&dir).unwrap();
+    let file = dir.join("file");
+    fs::write(&file, b"kept").unwrap();
+    let out = common::run(
+        Command::new(helper).arg(root).arg(&file).arg(&dir),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn file_handles_survive_dropped_caches_as_on_tmpfs() {
+    let _serial = serial();
+    if !can_mount() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let helper = scratch.dir.join("handles");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/memfs/handles.c");
+    let built = Command::new("cc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&helper)
+        .arg(&src)
+        .output();
+    match built {
+        Ok(o) if o.status.success() => {}
+        other => panic!("cannot build tests/memfs/handles.c with cc (install gcc): {other:?}"),
+    }
+    let tmp_mnt = scratch.subdir("tmpfs");
+    let _server = memfs(&scratch.mnt, &[]);
+    let _tmpfs = Tmpfs::mount(&tmp_mnt, "1m");
+    let (h, mnt) = (helper.clone(), scratch.mnt.clone());
+    let on_memfs = within(T, "file handles on memfs", move || {
+        handles_after_drop_caches(&h, &mnt)
+    });
+    let on_tmpfs = handles_after_drop_caches(&helper, &tmp_mnt);
+    assert_eq!(
+        on_tmpfs,
+        "file after drop_caches: read 4 \"kept\"\ndir after drop_caches: opened\n\
+         file after unlink: errno 116\n",
+        "tmpfs itself"
+    );
+    assert_eq!(on_memfs, on_tmpfs);
+}
+
 /// Whether `open(O_TRUNC)` and `ftruncate(fd, 0)` of an existing empty file each moved
 /// its mtime and its ctime forward: [(open mtime, open ctime), (ftruncate mtime, ctime)].
 fn truncating_empty_moves_times(root: &Path) -> [(bool, bool); 2] {
