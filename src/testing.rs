@@ -288,7 +288,7 @@ impl<F: Filesystem> Harness<F> {
                     // Resumed in the same call: answered now, as the loop would send it.
                     m.fs_holds = !m.resumed;
                     if m.resumed {
-                        resumed -= 1;
+                        resumed = resumed.saturating_sub(1);
                         m.answered = true;
                         m.take_resumed()
                     } else {
