@@ -869,9 +869,15 @@ impl<F: Filesystem> Session<F> {
     /// when this returns. Without `std` there is no stop handle and no signal handling:
     /// the session ends when the filesystem is unmounted.
     ///
+    /// Its bookkeeping lives on the stack, for at most [`STATIC_SLOTS`] slots: `slots` plus,
+    /// on the native transport, possible CPUs × `queue_depth`. The defaults (64 slots, 64
+    /// entries per CPU) exceed that on the native transport: set `slots` and `queue_depth`
+    /// (hello-nolibc uses 1 slot on the classic transport).
+    ///
     /// # Errors
     ///
-    /// [`Error::Config`] if `memory` is too small; otherwise as [`run`](Self::run).
+    /// [`Error::Config`] if `memory` is too small or the slots exceed [`STATIC_SLOTS`];
+    /// otherwise as [`run`](Self::run).
     pub fn run_with(&mut self, memory: &'static mut [u8]) -> Result<(), Error> {
         let mount = self.mount.take().ok_or(Error::Ended)?;
         let result = self.serve_static(&mount, memory);
@@ -913,7 +919,10 @@ impl<F: Filesystem> Session<F> {
         };
         let slots = slot_count(&self.config, &spec)?;
         if slots > STATIC_SLOTS {
-            return Err(Error::Config("run_with serves at most 64 slots"));
+            return Err(Error::Config(
+                "run_with serves at most 64 slots: Config::slots plus, on the native transport, \
+                 possible CPUs x queue_depth (the defaults make more: set both)",
+            ));
         }
         let slab_bytes = crate::event_loop::layout(&self.config, F::TASK_BYTES).size(slots);
         if memory.len() < self.config.static_bytes_for::<F>() {
