@@ -36,7 +36,6 @@ use crate::error::{Error, errno};
 use crate::fs::Filesystem;
 use crate::init::{clamp_max_write, request_buffer_size};
 use crate::notifier::Notifier;
-use crate::reply::Outcome;
 use crate::ring::{Cqe, IoringAsyncCancelFlags, Ring, Sqe};
 use crate::session::{
     Action, Config, Core, KIND_CANCEL, KIND_ENTRY, KIND_FS, KIND_GRACE, KIND_INIT, KIND_IRQ,
@@ -875,19 +874,13 @@ impl<F: Filesystem> Loop<'_, F> {
         let (meta, stats) = (&mut *self.meta, &mut *self.stats);
         let before = stats.lost_deferred;
         self.lost.take(|slot, unique| {
-            let Some(m) = meta.get_mut(slot as usize) else {
-                return;
-            };
-            if !m.fs_holds || m.unique as u32 != unique {
-                return;
+            if meta
+                .get_mut(slot as usize)
+                .is_some_and(|m| m.release_lost(unique))
+            {
+                stats.lost_deferred += 1;
+                *resumed += 1;
             }
-            m.fs_holds = false;
-            m.resumed = true;
-            if !m.answered {
-                m.outcome.0 = Outcome::Error(Errno::EIO);
-            }
-            stats.lost_deferred += 1;
-            *resumed += 1;
         });
         if stats.lost_deferred != before {
             crate::lost::warn_lost();
@@ -903,9 +896,7 @@ impl<F: Filesystem> Loop<'_, F> {
         for m in self.meta.iter_mut().filter(|m| m.fs_holds && !m.answered) {
             held += 1;
             if m.kind == SlotKind::Dev {
-                m.outcome.0 = Outcome::Error(Errno::EIO);
-                m.answered = true;
-                m.resumed = true;
+                m.answer_held(Errno::EIO);
                 *resumed += 1;
             }
         }

@@ -284,7 +284,7 @@ impl Config {
         } else {
             0
         };
-        let entries = queues * self.depth();
+        let entries = queues * self.entries_per_queue();
         self.buffer_bytes() + crate::event_loop::layout(self, 0).size(entries)
     }
 
@@ -299,10 +299,6 @@ impl Config {
         (room / cpus).clamp(1, 64)
     }
 
-    fn depth(&self) -> usize {
-        self.entries_per_queue()
-    }
-
     /// [`static_bytes`](Self::static_bytes) for the filesystem type `F`: with the task
     /// area every slot gets for an asynchronous filesystem ([`Async`](crate::Async)), the
     /// memory [`Session::run_with`] needs for it. The same as `static_bytes()` for a
@@ -314,7 +310,7 @@ impl Config {
         } else {
             0
         };
-        let entries = queues * self.depth();
+        let entries = queues * self.entries_per_queue();
         self.buffer_bytes_for::<F>() + crate::event_loop::layout(self, F::TASK_BYTES).size(entries)
     }
 
@@ -591,9 +587,7 @@ fn interrupt<F: Filesystem>(fs: &mut F, cx: &mut Cx<'_>, target: u64) -> bool {
     if meta.kind == SlotKind::Dev {
         // Answered from now on: a `resume` (even inside `interrupted` below) yields `None`,
         // so nothing can replace the EINTR.
-        meta.outcome.0 = Outcome::Error(Errno::EINTR);
-        meta.answered = true;
-        meta.resumed = true;
+        meta.answer_held(Errno::EINTR);
         *env.resumed += 1;
     }
     env.stats.interrupts += 1;
@@ -1072,7 +1066,7 @@ pub(crate) struct LoopSpec<'a> {
 
 /// How many slots a loop serving `spec` has.
 fn slot_count(config: &Config, spec: &LoopSpec<'_>) -> Result<usize, Error> {
-    let slots = spec.dev_slots + spec.queues.len() * config.depth();
+    let slots = spec.dev_slots + spec.queues.len() * config.entries_per_queue();
     if slots > usize::from(MAX_SLOTS) || slots == 0 {
         return Err(Error::Config(
             "slots + possible CPUs x queue_depth must be 1..=1024",
@@ -1123,7 +1117,7 @@ pub(crate) fn serve_loop_in<F: Filesystem>(
     let notify_size = config.notify_size as usize;
     let notify_count = usize::from(config.notify_slots);
     let mut notifier = crate::notifier::Notifier::new(notify, notify_count, notify_size);
-    let depth = config.depth();
+    let depth = config.entries_per_queue();
     let entries = slots.saturating_sub(spec.dev_slots);
     for (k, m) in meta.iter_mut().enumerate() {
         *m = crate::slab::SlotMeta::default();

@@ -237,6 +237,30 @@ pub(crate) struct SlotMeta {
 }
 
 impl SlotMeta {
+    /// Answers the request the filesystem holds here with `errno` now (INTERRUPT's `EINTR`,
+    /// a stop's `EIO` once its grace ran out): the reply goes out with the resumed ones,
+    /// and the token, when it comes back, only frees the slot.
+    pub(crate) fn answer_held(&mut self, errno: crate::abi::Errno) {
+        self.outcome.0 = Outcome::Error(errno);
+        self.answered = true;
+        self.resumed = true;
+    }
+
+    /// The token of this slot's request (`unique` in its low 32 bits, as `lost` posts it)
+    /// was dropped unresumed: lets the slot go, answering `EIO` unless it was answered
+    /// already. False if the slot does not hold that request.
+    pub(crate) fn release_lost(&mut self, unique: u32) -> bool {
+        if !self.fs_holds || self.unique as u32 != unique {
+            return false;
+        }
+        self.fs_holds = false;
+        self.resumed = true;
+        if !self.answered {
+            self.outcome.0 = Outcome::Error(crate::abi::Errno::EIO);
+        }
+        true
+    }
+
     /// For a slot the filesystem resumed: clears the mark, and gives the header of the
     /// reply to send — the filesystem's answer, or `EIO` if it resumed the request and
     /// dropped the reply unanswered (the caller must not wait forever) — or `None` if

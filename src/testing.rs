@@ -357,15 +357,10 @@ impl<F: Filesystem> Harness<F> {
     fn collect_lost(&mut self, resumed: &mut u32) {
         let (meta, stats) = (&mut self.meta, &mut self.stats);
         self.lost.take(|slot, unique| {
-            let Some(m) = meta.get_mut(slot as usize) else {
-                return;
-            };
-            if m.fs_holds && m.unique as u32 == unique {
-                m.fs_holds = false;
-                m.resumed = true;
-                if !m.answered {
-                    m.outcome.0 = crate::reply::Outcome::Error(Errno::EIO);
-                }
+            if meta
+                .get_mut(slot as usize)
+                .is_some_and(|m| m.release_lost(unique))
+            {
                 stats.lost_deferred += 1;
                 *resumed += 1;
             }

@@ -710,6 +710,28 @@ fn enospc_when_full_as_on_tmpfs() {
     assert_eq!(fs::read(scratch.mnt.join("small")).unwrap(), b"fits");
 }
 
+/// Runs `f` on a fresh memfs started with `args` (bounded by `within`, named `what`), then
+/// on a tmpfs of `size`; returns both results, memfs's first — `None` when mounting tests
+/// are skipped here.
+fn on_memfs_and_tmpfs<R: Send + 'static>(
+    args: &[&str],
+    size: &str,
+    what: &str,
+    f: impl Fn(&Path) -> R + Clone + Send + 'static,
+) -> Option<(R, R)> {
+    let _serial = serial();
+    if !can_mount() {
+        return None;
+    }
+    let scratch = Scratch::new();
+    let tmp_mnt = scratch.subdir("tmpfs");
+    let _server = memfs(&scratch.mnt, args);
+    let _tmpfs = Tmpfs::mount(&tmp_mnt, size);
+    let (mnt, on) = (scratch.mnt.clone(), f.clone());
+    let on_memfs = within(T, what, move || on(&mnt));
+    Some((on_memfs, f(&tmp_mnt)))
+}
+
 /// Sparse files on a 1 GiB filesystem: a byte at 2 GiB + 1, a truncate to ~1 PB; what each
 /// gave, the files' sizes and blocks, and whether `df` still shows room.
 fn sparse_steps(root: &Path) -> Vec<String> {
@@ -754,17 +776,14 @@ fn sparse_steps(root: &Path) -> Vec<String> {
 
 #[test]
 fn sparse_files_are_charged_by_their_data_as_on_tmpfs() {
-    let _serial = serial();
-    if !can_mount() {
+    let Some((on_memfs, on_tmpfs)) = on_memfs_and_tmpfs(
+        &["--capacity", "1G"],
+        "1g",
+        "sparse files on memfs",
+        sparse_steps,
+    ) else {
         return;
-    }
-    let scratch = Scratch::new();
-    let tmp_mnt = scratch.subdir("tmpfs");
-    let _server = memfs(&scratch.mnt, &["--capacity", "1G"]);
-    let _tmpfs = Tmpfs::mount(&tmp_mnt, "1g");
-    let mnt = scratch.mnt.clone();
-    let on_memfs = within(T, "sparse files on memfs", move || sparse_steps(&mnt));
-    let on_tmpfs = sparse_steps(&tmp_mnt);
+    };
     assert_eq!(on_memfs, on_tmpfs);
     assert_eq!(on_memfs[0], "pwrite at 2 GiB + 1: Ok(1)", "{on_memfs:#?}");
 }
@@ -796,17 +815,11 @@ fn huge_sparse_seeks(root: &Path) -> Vec<String> {
 
 #[test]
 fn seek_data_and_hole_over_huge_sparse_files_as_on_tmpfs() {
-    let _serial = serial();
-    if !can_mount() {
+    let Some((on_memfs, on_tmpfs)) =
+        on_memfs_and_tmpfs(&[], "1g", "seeking on memfs", huge_sparse_seeks)
+    else {
         return;
-    }
-    let scratch = Scratch::new();
-    let tmp_mnt = scratch.subdir("tmpfs");
-    let _server = memfs(&scratch.mnt, &[]);
-    let _tmpfs = Tmpfs::mount(&tmp_mnt, "1g");
-    let mnt = scratch.mnt.clone();
-    let on_memfs = within(T, "seeking on memfs", move || huge_sparse_seeks(&mnt));
-    let on_tmpfs = huge_sparse_seeks(&tmp_mnt);
+    };
     assert_eq!(on_memfs, on_tmpfs);
 }
 
@@ -828,12 +841,11 @@ fn handles_after_drop_caches(helper: &Path, root: &Path) -> String {
 
 #[test]
 fn file_handles_survive_dropped_caches_as_on_tmpfs() {
-    let _serial = serial();
     if !can_mount() {
         return;
     }
-    let scratch = Scratch::new();
-    let helper = scratch.dir.join("handles");
+    let bin = tempfile::tempdir().unwrap();
+    let helper = bin.path().join("handles");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/memfs/handles.c");
     let built = Command::new("cc")
         .arg("-O1")
@@ -845,14 +857,11 @@ fn file_handles_survive_dropped_caches_as_on_tmpfs() {
         Ok(o) if o.status.success() => {}
         other => panic!("cannot build tests/memfs/handles.c with cc (install gcc): {other:?}"),
     }
-    let tmp_mnt = scratch.subdir("tmpfs");
-    let _server = memfs(&scratch.mnt, &[]);
-    let _tmpfs = Tmpfs::mount(&tmp_mnt, "1m");
-    let (h, mnt) = (helper.clone(), scratch.mnt.clone());
-    let on_memfs = within(T, "file handles on memfs", move || {
-        handles_after_drop_caches(&h, &mnt)
-    });
-    let on_tmpfs = handles_after_drop_caches(&helper, &tmp_mnt);
+    let Some((on_memfs, on_tmpfs)) = on_memfs_and_tmpfs(&[], "1m", "file handles on memfs", {
+        move |root: &Path| handles_after_drop_caches(&helper, root)
+    }) else {
+        return;
+    };
     assert_eq!(
         on_tmpfs,
         "file after drop_caches: read 4 \"kept\"\ndir after drop_caches: opened\n\
@@ -895,21 +904,16 @@ fn truncating_empty_moves_times(root: &Path) -> [(bool, bool); 2] {
 
 #[test]
 fn truncating_an_empty_file_updates_its_times_as_on_tmpfs() {
-    let _serial = serial();
-    if !can_mount() {
-        return;
-    }
-    let scratch = Scratch::new();
-    let tmp_mnt = scratch.subdir("tmpfs");
     // The kernel drops its cached times after an open(O_TRUNC) and takes SETATTR's answer
     // after ftruncate: the times seen are memfs's own.
-    let _server = memfs(&scratch.mnt, &[]);
-    let _tmpfs = Tmpfs::mount(&tmp_mnt, "1m");
-    let mnt = scratch.mnt.clone();
-    let on_memfs = within(T, "truncating on memfs", move || {
-        truncating_empty_moves_times(&mnt)
-    });
-    let on_tmpfs = truncating_empty_moves_times(&tmp_mnt);
+    let Some((on_memfs, on_tmpfs)) = on_memfs_and_tmpfs(
+        &[],
+        "1m",
+        "truncating on memfs",
+        truncating_empty_moves_times,
+    ) else {
+        return;
+    };
     assert_eq!(on_tmpfs, [(true, true); 2], "tmpfs itself");
     assert_eq!(
         on_memfs, on_tmpfs,
