@@ -117,11 +117,6 @@ impl From<SetupError> for Error {
     }
 }
 
-/// Converts rustix's errno (what syscalls return) into the protocol's.
-pub(crate) fn errno(e: rustix::io::Errno) -> Errno {
-    Errno::new_or_eio(e.raw_os_error())
-}
-
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;

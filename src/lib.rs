@@ -8,42 +8,43 @@
 //! # Layers
 //! - [`abi`]: the FUSE protocol (structs, parsing, encoding), `no_std`;
 //! - [`ring`]: io_uring through raw syscalls, `no_std`;
+//!
+//! and in this crate, bottom first, each using only what is below it (the README's
+//! "Workspace" has the tree; `tests/layers.rs` checks the rule):
+//! - `sys`: the OS outside io_uring (device ioctls, `mount(2)`, fusectl, eventfds, signals);
 //! - [`mount`]: mounting as root through `/dev/fuse` and `mount(2)`;
-//! - the session: INIT negotiation, the loop of the classic transport, dispatch to the
-//!   [`Filesystem`] methods, typed in-place [`reply`]s, deferred replies, notifications;
+//! - `error`: [`Error`];
+//! - `state`: what a loop allocates once (slots, notification buffers, the tags of ring
+//!   operations, [`Stats`]);
+//! - `api`: what a filesystem is written against: [`Filesystem`], [`Cx`], typed in-place
+//!   [`reply`]s and deferred replies, [`Attr`] and [`Entry`];
+//! - `asyncfs`: [`AsyncFilesystem`] and [`Async`]: `async fn` handlers whose futures live
+//!   in slot memory and whose own I/O runs on the loop's ring ([`AsyncCx`]);
+//! - `event_loop`: the loop both transports share, the classic and native transports,
+//!   the handling of one request, dispatch to the [`Filesystem`] methods, INIT;
+//! - `session`: [`Session`], [`Config`], [`run_per_cpu`];
 //! - [`testing`]: the in-memory transport, to test a filesystem without mounting it.
 //!
-//! - [`AsyncFilesystem`] and [`Async`]: `async fn` handlers whose futures live in slot
-//!   memory and whose own I/O runs on the loop's ring ([`AsyncCx`]).
-//!
 //! `unsafe` lives in `sys` (device ioctls, signals, the notification WRITE),
-//! `event_loop` (handing the kernel slot buffers for READ, WRITE and the native
-//! transport's commands), `slab` (one slot's bytes at a time from the base pointer),
-//! `task` (futures stored and polled in place, ring operations' buffers, wakers) and
-//! `asyncfs` (lending a request's bytes to its future), each block with its proof.
+//! `state::slab` (one slot's bytes at a time from the base pointer), `event_loop`,
+//! `event_loop::classic` and `event_loop::native` (handing the kernel event buffers, slot
+//! buffers for READ and WRITE, and the native transport's commands), `asyncfs::task`
+//! (futures stored and polled in place, ring operations' buffers, wakers), `asyncfs` and
+//! `asyncfs::adapter` (lending a request's bytes to its future and to its reply), each
+//! block with its proof.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub use ringfuse_abi as abi;
 pub use ringfuse_ring as ring;
 
+mod api;
 mod asyncfs;
-mod attr;
-mod cx;
-mod dispatch;
 mod error;
 mod event_loop;
-mod fs;
-mod init;
-mod lost;
 pub mod mount;
-mod notifier;
-mod open_flags;
-pub mod reply;
 mod session;
-mod slab;
-mod stats;
+mod state;
 mod sys;
-mod task;
 #[cfg(feature = "std")]
 pub mod testing;
 
@@ -60,13 +61,16 @@ pub use abi::flags::{
     NotifyEntryFlags, OpenInFlags, PollFlags, ReadFlags, ReleaseFlags, SetattrValid, SetxattrFlags,
     WriteFlags,
 };
+pub use api::attr::{Attr, Entry, FileType, NodeId, Timestamp};
+pub use api::cx::{Cx, MAX_CHAIN, MAX_TAG};
+pub use api::fs::{CopyRange, Filesystem, InitConfig, IoctlArgs, SetAttr, TimeOrNow};
+pub use api::open_flags::{AccessMode, OpenFlags, RenameFlags};
+pub use api::reply;
+pub use asyncfs::task::{AsyncCx, IoBuf, MAX_OPS, Op, ReadBuf, WriteBuf};
 pub use asyncfs::{Async, AsyncFilesystem, Opened, XattrOut};
-pub use attr::{Attr, Entry, FileType, NodeId, Timestamp};
-pub use cx::{Cx, MAX_CHAIN, MAX_TAG};
 pub use error::Error;
-pub use fs::{CopyRange, Filesystem, InitConfig, IoctlArgs, SetAttr, TimeOrNow};
-pub use init::Negotiated;
-pub use open_flags::{AccessMode, OpenFlags, RenameFlags};
+pub use event_loop::init::Negotiated;
+#[doc(no_inline)]
 pub use reply::{
     Deferred, DirAdd, DirFill, DirPlusFill, Done, FileLock, Reply, ReplyAttr, ReplyBmap,
     ReplyCopied, ReplyCreate, ReplyData, ReplyDir, ReplyDirPlus, ReplyEmpty, ReplyEntry,
@@ -75,8 +79,7 @@ pub use reply::{
 };
 #[cfg(feature = "std")]
 pub use session::StopHandle;
-pub use session::{Config, MAX_SLOTS, STATIC_SLOTS, Session, Transport, TransportMode};
+pub use session::{Config, STATIC_SLOTS, Session, Transport, TransportMode};
 #[cfg(feature = "std")]
 pub use session::{PerCpuReport, run_per_cpu};
-pub use stats::Stats;
-pub use task::{AsyncCx, IoBuf, MAX_OPS, Op, ReadBuf, WriteBuf};
+pub use state::{MAX_SLOTS, Stats};

@@ -38,12 +38,13 @@ use crate::abi::kernel::{
 use crate::abi::pod::read_prefix;
 use crate::abi::reply::{OUT_HEADER_SIZE, ReplyError, check_reply, parse_reply};
 use crate::abi::request::{EncodeError, Operation, ParseConfig, Request};
-use crate::cx::Env;
-use crate::fs::Filesystem;
-use crate::init::Negotiated;
-use crate::session::{Action, Config, Core};
-use crate::slab::{Layout, SlotMeta, Storage};
-use crate::stats::Stats;
+use crate::api::cx::Env;
+use crate::api::fs::Filesystem;
+use crate::event_loop::init::Negotiated;
+use crate::event_loop::request::{Action, Core};
+use crate::session::Config;
+use crate::state::slab::{Layout, SlotMeta, Storage};
+use crate::state::stats::Stats;
 
 /// What INIT offers by default: the flags Linux 6.18 offered on the development machines
 /// (`flags = 0x73fffffb`, `flags2 = 0x5fd`, captured in `abi/tests/fixtures`).
@@ -129,7 +130,7 @@ pub struct Harness<F: Filesystem> {
     layout: Layout,
     meta: Vec<SlotMeta>,
     stats: Stats,
-    lost: crate::lost::Watch,
+    lost: crate::state::lost::Watch,
     next_unique: u64,
     resumed: Vec<Vec<u8>>,
     /// Uid, gid and pid the typed helpers put in their requests.
@@ -144,15 +145,18 @@ impl<F: Filesystem> Harness<F> {
 
     /// A harness whose buffers follow `config` (`max_write`, `slots`).
     pub fn with_config(fs: F, config: &Config) -> Self {
-        let layout = crate::event_loop::layout(config, F::TASK_BYTES);
+        let layout = crate::event_loop::layout(config.max_write, F::TASK_BYTES);
         let slots = usize::from(config.slots.max(1));
         Self {
-            core: Core::new(fs, crate::init::clamp_max_write(config.max_write)),
+            core: Core::new(
+                fs,
+                crate::event_loop::init::clamp_max_write(config.max_write),
+            ),
             slab: Storage::heap(layout.size(slots)),
             layout,
             meta: std::vec![SlotMeta::default(); slots],
             stats: Stats::default(),
-            lost: crate::lost::Watch::new(),
+            lost: crate::state::lost::Watch::new(),
             next_unique: 2,
             resumed: Vec::new(),
             caller: (0, 0, 1),
@@ -620,9 +624,9 @@ fn size_hint(req: &Request<'_>) -> Option<u32> {
 mod tests {
     use super::*;
     use crate::abi::kernel::{fuse_getattr_in, fuse_in_header};
-    use crate::attr::{Attr, FileType, NodeId, Timestamp};
-    use crate::cx::Cx;
-    use crate::reply::{Deferred, Done, ReplyAttr, ReplyEntry, kind};
+    use crate::api::attr::{Attr, FileType, NodeId, Timestamp};
+    use crate::api::cx::Cx;
+    use crate::api::reply::{Deferred, Done, ReplyAttr, ReplyEntry, kind};
     use core::time::Duration;
 
     /// Defers every GETATTR; a LOOKUP of "go" resumes the oldest (answering it), of
@@ -704,7 +708,7 @@ mod tests {
             _fh: u64,
             _offset: u64,
             _size: u32,
-            reply: crate::reply::ReplyData<'_>,
+            reply: crate::api::reply::ReplyData<'_>,
         ) -> Done {
             let (done, d) = reply.defer();
             match node.0 {

@@ -21,7 +21,8 @@ use core::marker::PhantomData;
 use core::ops::Range;
 use core::ptr::NonNull;
 
-use crate::reply::Outcome;
+/// Most slots a loop may have.
+pub const MAX_SLOTS: u16 = 1024;
 
 /// Memory for buffers: allocated once by the session (with `std`), or lent for the
 /// program's lifetime by the caller (without). Its bytes are reached only through the base
@@ -227,7 +228,7 @@ pub(crate) struct SlotMeta {
     /// A reply write is in flight.
     pub write_in_flight: bool,
     /// What the filesystem answered (for resumed replies).
-    pub outcome: OutcomeCell,
+    pub outcome: Outcome,
     /// The filesystem resumed this slot during the current call: send (or release) it.
     pub resumed: bool,
     /// The in-memory transport: the deferred request's opcode and size limit, to check
@@ -241,7 +242,7 @@ impl SlotMeta {
     /// a stop's `EIO` once its grace ran out): the reply goes out with the resumed ones,
     /// and the token, when it comes back, only frees the slot.
     pub(crate) fn answer_held(&mut self, errno: crate::abi::Errno) {
-        self.outcome.0 = Outcome::Error(errno);
+        self.outcome = Outcome::Error(errno);
         self.answered = true;
         self.resumed = true;
     }
@@ -256,7 +257,7 @@ impl SlotMeta {
         self.fs_holds = false;
         self.resumed = true;
         if !self.answered {
-            self.outcome.0 = Outcome::Error(crate::abi::Errno::EIO);
+            self.outcome = Outcome::Error(crate::abi::Errno::EIO);
         }
         true
     }
@@ -267,7 +268,7 @@ impl SlotMeta {
     /// there is nothing to send (it was answered already, by `EINTR` after INTERRUPT).
     pub(crate) fn take_resumed(&mut self) -> Option<crate::abi::kernel::fuse_out_header> {
         self.resumed = false;
-        let outcome = core::mem::replace(&mut self.outcome.0, Outcome::Pending);
+        let outcome = core::mem::replace(&mut self.outcome, Outcome::Pending);
         match outcome {
             Outcome::Payload(n) => Some(crate::abi::reply::out_header(self.unique, n)),
             Outcome::Error(e) => Some(crate::abi::reply::error_header(self.unique, e)),
@@ -279,14 +280,18 @@ impl SlotMeta {
     }
 }
 
-/// `Outcome` with a `Default` (kept out of `reply.rs`'s public surface).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct OutcomeCell(pub Outcome);
-
-impl Default for OutcomeCell {
-    fn default() -> Self {
-        Self(Outcome::Pending)
-    }
+/// What happened to a request's reply, read by the loop after the filesystem returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Not answered yet.
+    #[default]
+    Pending,
+    /// A success reply with this many payload bytes.
+    Payload(usize),
+    /// An error reply (header only).
+    Error(crate::abi::Errno),
+    /// The filesystem keeps the request and answers later.
+    Deferred,
 }
 
 /// How the slab is laid out: slot `j` occupies `j * stride .. (j + 1) * stride`, its

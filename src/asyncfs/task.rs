@@ -4,7 +4,7 @@
 //! # How a future is stored, polled and woken
 //!
 //! Every slot of a loop serving an [`AsyncFilesystem`](crate::AsyncFilesystem) carries a
-//! task area after its reply buffer (`slab.rs`), allocated with the other buffers when the
+//! task area after its reply buffer (`state/slab.rs`), allocated with the other buffers when the
 //! loop starts. A request's future is written there (`place`) when the request arrives,
 //! together with a [`TaskHeader`]: the request's [`AsyncCx`] (who asks, and a table of up to
 //! [`MAX_OPS`] ring operations in flight) and two function pointers, instantiated for the
@@ -48,8 +48,8 @@
 //! `open_how`, timeouts: `IORING_FEAT_SUBMIT_STABLE`; an operation dropped before its SQE
 //! was submitted submits it at once).
 //!
-//! This module and `asyncfs.rs` are where that rule is implemented; each `unsafe` block
-//! says which part of it it relies on.
+//! This module, `asyncfs/mod.rs` and `asyncfs/adapter.rs` are where that rule is
+//! implemented; each `unsafe` block says which part of it it relies on.
 #![allow(unsafe_code)]
 
 use core::cell::{Cell, UnsafeCell};
@@ -68,10 +68,10 @@ use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, RenameFlags, ResolveFlag
 use rustix::io_uring::{IoringFsyncFlags, IoringSqeFlags, IoringTimeoutFlags, open_how};
 
 use crate::abi::Errno;
-use crate::attr::NodeId;
-use crate::cx::{Cx, Info};
-use crate::reply::Outcome;
+use crate::api::attr::NodeId;
+use crate::api::cx::{Cx, Info};
 use crate::ring::Sqe;
+use crate::state::Outcome;
 
 /// Most ring operations one request's future may have in flight at once; one more
 /// answers `EBUSY`.
@@ -87,7 +87,7 @@ pub(crate) const fn op_tag(slot: u32, op: usize) -> u64 {
 }
 
 /// The tag of the NOP that brings the loop back for woken tasks (above every op tag).
-pub(crate) const WAKE_TAG: u64 = crate::cx::MAX_TAG;
+pub(crate) const WAKE_TAG: u64 = crate::api::cx::MAX_TAG;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum OpState {
@@ -1266,7 +1266,7 @@ type DropFn = unsafe fn(NonNull<u8>);
 pub(crate) const FUTURE_OFFSET: usize = core::mem::size_of::<TaskHeader>().next_multiple_of(64);
 
 /// The strictest alignment a stored future may have (the task area starts on a 64-byte
-/// boundary, `slab.rs`).
+/// boundary, `state/slab.rs`).
 pub(crate) const FUTURE_ALIGN: usize = 64;
 
 /// A compile-time check that a future of `size` bytes and alignment `align` fits the
@@ -1377,7 +1377,7 @@ pub(crate) struct TaskArea {
 impl TaskArea {
     /// # Safety
     ///
-    /// `base..base + len` is a slot's task area (64-aligned, `slab.rs`), which only the
+    /// `base..base + len` is a slot's task area (64-aligned, `state/slab.rs`), which only the
     /// asynchronous filesystem of this loop reaches, through `TaskArea`s of that slot.
     pub(crate) unsafe fn new(base: NonNull<u8>, len: usize) -> Option<Self> {
         (len >= FUTURE_OFFSET && base.as_ptr().addr() % FUTURE_ALIGN == 0)
@@ -1515,7 +1515,7 @@ impl TaskArea {
 
 /// Loops with asynchronous filesystems at once, per process.
 const WAKE_LOOPS: usize = 64;
-const WAKE_WORDS: usize = crate::session::MAX_SLOTS as usize / 64;
+const WAKE_WORDS: usize = crate::state::MAX_SLOTS as usize / 64;
 
 /// Woken slots, a bit per slot per loop: what a [`Waker`] sets.
 static WOKEN: [[AtomicU64; WAKE_WORDS]; WAKE_LOOPS] =

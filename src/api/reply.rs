@@ -36,25 +36,13 @@ use crate::abi::kernel::{
     fuse_attr_out, fuse_file_lock, fuse_ioctl_out, fuse_kstatfs, fuse_open_out, fuse_statx_out,
 };
 use crate::abi::reply as enc;
-use crate::attr::{Attr, Entry, FileType, ttl_parts};
+use crate::api::attr::{Attr, Entry, FileType, ttl_parts};
+use crate::state::Outcome;
 
 /// Proof that a request was answered or deferred. Only replies make one.
 #[must_use = "return it from the Filesystem method"]
 #[derive(Debug)]
 pub struct Done(());
-
-/// What happened to a request's reply, read by the loop after the filesystem returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// Not answered yet.
-    Pending,
-    /// A success reply with this many payload bytes.
-    Payload(usize),
-    /// An error reply (header only).
-    Error(Errno),
-    /// The filesystem keeps the request and answers later.
-    Deferred,
-}
 
 /// The reply kinds: marker types naming what a [`Reply`] may answer with.
 pub mod kind {
@@ -170,7 +158,7 @@ impl<K> Deferred<K> {
 
 impl<K> Drop for Deferred<K> {
     fn drop(&mut self) {
-        crate::lost::post(self.owner, self.slot, self.unique);
+        crate::state::lost::post(self.owner, self.slot, self.unique);
     }
 }
 

@@ -6,10 +6,10 @@ use crate::abi::Errno;
 use crate::abi::flags::{InitFlags, SetattrValid};
 use crate::abi::kernel::fuse_setattr_in;
 use crate::abi::request::Forgets;
-use crate::attr::{NodeId, Timestamp};
-use crate::cx::Cx;
-use crate::open_flags::{OpenFlags, RenameFlags};
-use crate::reply::{
+use crate::api::attr::{NodeId, Timestamp};
+use crate::api::cx::Cx;
+use crate::api::open_flags::{OpenFlags, RenameFlags};
+use crate::api::reply::{
     Done, FileLock, ReplyAttr, ReplyBmap, ReplyCopied, ReplyCreate, ReplyData, ReplyDir,
     ReplyDirPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll,
     ReplyStatfs, ReplyStatx, ReplyWrite, ReplyXattr, Statfs,

@@ -9,12 +9,13 @@ use rustix::fd::BorrowedFd;
 use crate::abi::Errno;
 use crate::abi::flags::NotifyEntryFlags;
 use crate::abi::notify::{self, NotifyError};
-use crate::attr::NodeId;
-use crate::notifier::Notifier;
-use crate::reply::{Deferred, Lent, Outcome, Reply};
+use crate::api::attr::NodeId;
+use crate::api::reply::{Deferred, Lent, Reply};
 use crate::ring::{Ring, Sqe};
-use crate::slab::SlabView;
-use crate::stats::Stats;
+use crate::state::Outcome;
+use crate::state::notifier::Notifier;
+use crate::state::slab::SlabView;
+use crate::state::stats::Stats;
 
 /// Who sent a request (`fuse_in_header`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,7 +50,7 @@ pub(crate) struct Io<'a> {
 
 /// Tags of ring operations a filesystem submits are its own, up to 2^56 − 1; the top byte
 /// of `user_data` says whose a completion is.
-pub const MAX_TAG: u64 = (1 << crate::session::KIND_SHIFT) - 1;
+pub const MAX_TAG: u64 = (1 << crate::state::tags::KIND_SHIFT) - 1;
 
 /// Longest chain [`Cx::submit_linked`] takes.
 pub const MAX_CHAIN: usize = 8;
@@ -124,7 +125,7 @@ impl Cx<'_> {
             deferred.spend();
             return None;
         }
-        Some(Reply::resumed(area, &mut meta.outcome.0, deferred))
+        Some(Reply::resumed(area, &mut meta.outcome, deferred))
     }
 
     /// [`resume`](Self::resume) of the request this call is handling, which its reply just
@@ -137,7 +138,7 @@ impl Cx<'_> {
         meta.unique = deferred.unique;
         meta.resumed = true;
         *self.env.resumed += 1;
-        Some(Reply::resumed(area, &mut meta.outcome.0, deferred))
+        Some(Reply::resumed(area, &mut meta.outcome, deferred))
     }
 
     /// For the asynchronous adapter: marks the deferred request of `slot` (with `unique`)
@@ -155,7 +156,7 @@ impl Cx<'_> {
         if meta.answered {
             return None;
         }
-        Some(&mut meta.outcome.0)
+        Some(&mut meta.outcome)
     }
 
     /// Slot `slot`'s task area (for the asynchronous adapter), if the layout has them.
@@ -212,11 +213,14 @@ impl Cx<'_> {
         }
         let io = self.env.io.as_mut().ok_or(Errno::EOPNOTSUPP)?;
         let sqe = crate::ring::Sqe::async_cancel(
-            crate::session::fs_user_data(tag),
+            crate::state::tags::fs_user_data(tag),
             crate::ring::IoringAsyncCancelFlags::empty(),
         )
-        .user_data(crate::session::user_data(crate::session::KIND_CANCEL, 0));
-        crate::session::push(io.ring, &sqe, self.env.stats)?;
+        .user_data(crate::state::tags::user_data(
+            crate::state::tags::KIND_CANCEL,
+            0,
+        ));
+        crate::state::tags::push(io.ring, &sqe, self.env.stats)?;
         self.env.stats.fs_ops_cancelled += 1;
         Ok(())
     }
@@ -238,8 +242,8 @@ impl Cx<'_> {
             return Err(Errno::EINVAL);
         }
         let io = self.env.io.as_mut().ok_or(Errno::EOPNOTSUPP)?;
-        let sqe = sqe.user_data(crate::session::fs_user_data(tag));
-        crate::session::push(io.ring, &sqe, self.env.stats)?;
+        let sqe = sqe.user_data(crate::state::tags::fs_user_data(tag));
+        crate::state::tags::push(io.ring, &sqe, self.env.stats)?;
         self.env.stats.fs_ops_in_flight += 1;
         Ok(())
     }
@@ -263,7 +267,7 @@ impl Cx<'_> {
         let io = self.env.io.as_mut().ok_or(Errno::EOPNOTSUPP)?;
         let mut sqes = arrayvec::ArrayVec::<Sqe, MAX_CHAIN>::new();
         for (k, &(sqe, tag)) in chain.iter().enumerate() {
-            let mut sqe = sqe.user_data(crate::session::fs_user_data(tag));
+            let mut sqe = sqe.user_data(crate::state::tags::fs_user_data(tag));
             if k + 1 < chain.len() {
                 sqe = sqe.flags(crate::ring::IoringSqeFlags::IO_LINK);
             }
@@ -272,7 +276,7 @@ impl Cx<'_> {
         match io.ring.push_all(&sqes) {
             Ok(()) => {}
             Err(crate::ring::PushError::Full) => {
-                io.ring.submit().map_err(crate::error::errno)?;
+                io.ring.submit().map_err(crate::sys::errno)?;
                 self.env.stats.enters += 1;
                 io.ring.push_all(&sqes).map_err(|_| Errno::EBUSY)?;
             }
@@ -323,7 +327,7 @@ impl Cx<'_> {
     /// deep.
     pub fn backing_open(&mut self, file: BorrowedFd<'_>) -> Result<i32, Errno> {
         let io = self.env.io.as_ref().ok_or(Errno::EOPNOTSUPP)?;
-        crate::sys::backing_open(io.fuse, file).map_err(crate::error::errno)
+        crate::sys::backing_open(io.fuse, file).map_err(crate::sys::errno)
     }
 
     /// Releases a backing id (`FUSE_DEV_IOC_BACKING_CLOSE`); files already opened with it
@@ -334,7 +338,7 @@ impl Cx<'_> {
     /// `ENOENT` for an unknown id; `EOPNOTSUPP` without a device.
     pub fn backing_close(&mut self, id: i32) -> Result<(), Errno> {
         let io = self.env.io.as_ref().ok_or(Errno::EOPNOTSUPP)?;
-        crate::sys::backing_close(io.fuse, id).map_err(crate::error::errno)
+        crate::sys::backing_close(io.fuse, id).map_err(crate::sys::errno)
     }
 
     /// Tells the kernel to forget the name `parent/name` (`FUSE_NOTIFY_INVAL_ENTRY`);
@@ -427,13 +431,5 @@ impl Cx<'_> {
     /// As [`notify_store`](Self::notify_store).
     pub fn notify_prune(&mut self, nodes: &[u64]) -> Result<(), Errno> {
         self.notify(|b| notify::prune(b, nodes))
-    }
-}
-
-/// The errno a notification encoding error stands for.
-pub(crate) fn notify_errno(e: NotifyError) -> Errno {
-    match e {
-        NotifyError::BufferTooSmall { .. } | NotifyError::TooLarge => Errno::E2BIG,
-        _ => Errno::EINVAL,
     }
 }

@@ -7,7 +7,7 @@ use crate::abi::kernel::{
     FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MIN_READ_BUFFER, fuse_init_in,
     fuse_init_out,
 };
-use crate::fs::InitConfig;
+use crate::api::fs::InitConfig;
 
 /// The kernel's page size as FUSE counts it (`max_pages` is in 4 KiB pages on every
 /// architecture Linux FUSE supports with io_uring; `PAGE_SIZE` elsewhere is read at start).

@@ -10,11 +10,12 @@ use crate::abi::flags::{FsyncFlags, GetattrFlags, LkFlags};
 use crate::abi::kernel::{FUSE_COPY_FILE_RANGE_64, fuse_read_in};
 use crate::abi::reply::READLINK_MAX;
 use crate::abi::request::{Operation, Request};
-use crate::attr::NodeId;
-use crate::cx::Cx;
-use crate::fs::{CopyRange, Filesystem, IoctlArgs, SetAttr};
-use crate::open_flags::{OpenFlags, RenameFlags};
-use crate::reply::{FileLock, Lent, Outcome, Reply, Whose};
+use crate::api::attr::NodeId;
+use crate::api::cx::Cx;
+use crate::api::fs::{CopyRange, Filesystem, IoctlArgs, SetAttr};
+use crate::api::open_flags::{OpenFlags, RenameFlags};
+use crate::api::reply::{FileLock, Lent, Reply, Whose};
+use crate::state::Outcome;
 
 /// No size limit beyond the buffer.
 const UNLIMITED: u32 = u32::MAX;
@@ -56,7 +57,7 @@ pub(crate) fn dispatch<F: Filesystem>(
             Reply::new(payload, outcome, whose, $limit, Some(lent))
         };
     }
-    let _: crate::reply::Done = match req.op {
+    let _: crate::api::reply::Done = match req.op {
         Operation::Lookup { name } => fs.lookup(cx, node, name, reply!()),
         Operation::Forget { arg } => {
             fs.forget(cx, node, arg.nlookup);
@@ -219,7 +220,7 @@ pub(crate) fn dispatch<F: Filesystem>(
         // Answered by the session before dispatch; if one gets here (a second INIT, a
         // DESTROY on a plain mount), it is a protocol error.
         Operation::Init { .. } | Operation::Interrupt { .. } | Operation::Destroy => {
-            Reply::<crate::reply::kind::Empty>::new(payload, outcome, whose, UNLIMITED, None)
+            Reply::<crate::api::reply::kind::Empty>::new(payload, outcome, whose, UNLIMITED, None)
                 .error(Errno::EPROTO)
         }
         // CUSE and DAX requests never reach a plain FUSE server; unknown opcodes come from
@@ -228,7 +229,7 @@ pub(crate) fn dispatch<F: Filesystem>(
         | Operation::SetupMapping { .. }
         | Operation::RemoveMapping { .. }
         | Operation::Unknown { .. } => {
-            Reply::<crate::reply::kind::Empty>::new(payload, outcome, whose, UNLIMITED, None)
+            Reply::<crate::api::reply::kind::Empty>::new(payload, outcome, whose, UNLIMITED, None)
                 .error(Errno::ENOSYS)
         }
     };
@@ -239,8 +240,8 @@ fn read<F: Filesystem>(
     cx: &mut Cx<'_>,
     node: NodeId,
     arg: &fuse_read_in,
-    reply: crate::ReplyData<'_>,
-) -> crate::reply::Done {
+    reply: crate::api::reply::ReplyData<'_>,
+) -> crate::api::reply::Done {
     fs.read(cx, node, arg.fh, arg.offset, arg.size, reply)
 }
 

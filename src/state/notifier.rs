@@ -11,8 +11,7 @@ use rustix::fd::BorrowedFd;
 use crate::abi::Errno;
 use crate::abi::notify::NotifyError;
 use crate::ring::Ring;
-use crate::slab::Storage;
-use crate::stats::Stats;
+use crate::state::{Stats, Storage};
 
 /// Most notifications in flight at once.
 pub(crate) const MAX_NOTIFY: usize = 32;
@@ -65,10 +64,10 @@ impl Notifier {
             .as_mut()
             .get_mut(start..start + self.size)
             .ok_or(Errno::EIO)?;
-        let len = encode(buf).map_err(crate::cx::notify_errno)?;
+        let len = encode(buf).map_err(notify_errno)?;
         let msg = buf.get(..len).ok_or(Errno::EIO)?;
-        let sqe = crate::sys::notify_write_sqe(fuse, msg, crate::session::notify_user_data(k));
-        crate::session::push(ring, &sqe, stats)?;
+        let sqe = crate::sys::notify_write_sqe(fuse, msg, crate::state::tags::notify_user_data(k));
+        crate::state::tags::push(ring, &sqe, stats)?;
         self.free &= !(1 << k);
         stats.notifications += 1;
         Ok(())
@@ -92,5 +91,13 @@ impl Notifier {
             (1u32 << self.count) - 1
         };
         self.free != all
+    }
+}
+
+/// The errno a notification encoding error stands for.
+pub(crate) fn notify_errno(e: NotifyError) -> Errno {
+    match e {
+        NotifyError::BufferTooSmall { .. } | NotifyError::TooLarge => Errno::E2BIG,
+        _ => Errno::EINVAL,
     }
 }
