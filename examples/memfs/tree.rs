@@ -220,6 +220,9 @@ struct Handle {
     node: u64,
     /// Directories: the cookie at which a listing through this handle reached the end.
     eod: Option<u64>,
+    /// Directories: the directory's next cookie when the current scan began (its READDIR
+    /// at offset 0); 0 before the first. Entries at or past it came after the scan began.
+    limit: u64,
 }
 
 /// Whether growing a charge from `before` to `after` still fits.
@@ -436,7 +439,14 @@ impl Tree {
     fn new_handle(&mut self, node: u64) -> u64 {
         let fh = self.next_handle;
         self.next_handle += 1;
-        self.handles.insert(fh, Handle { node, eod: None });
+        self.handles.insert(
+            fh,
+            Handle {
+                node,
+                eod: None,
+                limit: 0,
+            },
+        );
         if let Some(ino) = self.nodes.get_mut(&node) {
             ino.opens += 1;
         }
@@ -1031,8 +1041,12 @@ impl Tree {
         if self.at_end(fh, offset) {
             return self.check_dir(id);
         }
+        let limit = self.scan_limit(fh, id, offset);
         let (mut last, mut full) = (offset, false);
         self.readdir(id, offset, |ino, cookie, kind, name| {
+            if cookie >= limit {
+                return false;
+            }
             let added = f(ino, cookie, kind, name);
             if added {
                 last = cookie;
@@ -1057,8 +1071,12 @@ impl Tree {
         if self.at_end(fh, offset) {
             return self.check_dir(id);
         }
+        let limit = self.scan_limit(fh, id, offset);
         let (mut last, mut full) = (offset, false);
         self.readdirplus(id, offset, |child, attr, cookie, name| {
+            if cookie >= limit {
+                return false;
+            }
             let added = f(child, attr, cookie, name);
             if added {
                 last = cookie;
@@ -1069,6 +1087,28 @@ impl Tree {
         })?;
         self.mark_end(fh, full, last);
         Ok(())
+    }
+
+    /// The cookie bound of the scan through `fh` that READDIR at `offset` continues: entries
+    /// at or past it were added after the scan began (created, or renamed: a rename gives
+    /// the new name a fresh cookie) and are left to the next scan, as on tmpfs, whose
+    /// directories record their next offset when a scan starts (Linux 6.13+). Without it a
+    /// scan racing renames in the same directory never ends (xfstests generic/736). A scan
+    /// starts at offset 0 (open or rewind).
+    fn scan_limit(&mut self, fh: u64, id: u64, offset: u64) -> u64 {
+        let next = self
+            .node(id)
+            .and_then(Inode::dir)
+            .map_or(u64::MAX, |d| d.next_cookie);
+        match self.handles.get_mut(&fh) {
+            Some(h) => {
+                if offset == 0 || h.limit == 0 {
+                    h.limit = next;
+                }
+                h.limit
+            }
+            None => next,
+        }
     }
 
     fn at_end(&self, fh: u64, offset: u64) -> bool {
@@ -1633,6 +1673,64 @@ mod tests {
         })
         .unwrap();
         assert!(rewound.contains(&b"d".to_vec()));
+    }
+
+    #[test]
+    fn a_scan_racing_renames_in_its_directory_ends() {
+        // xfstests generic/736: while a scan reads, every entry it lists is renamed away
+        // and back (each rename gives a fresh cookie at the end of the directory).
+        let mut t = tree();
+        let names: Vec<Vec<u8>> = (0..20).map(|k| format!("f{k}").into_bytes()).collect();
+        for n in &names {
+            t.create(ROOT, n, 0o644, OpenFlags(0o1), ME).unwrap();
+        }
+        let fh = t.opendir(ROOT).unwrap();
+        let (mut offset, mut listed, mut calls) = (0, Vec::new(), 0);
+        loop {
+            calls += 1;
+            assert!(
+                calls < 100,
+                "the scan does not end: {} entries so far",
+                listed.len()
+            );
+            let mut batch = Vec::new();
+            // Three entries per READDIR, as a small buffer would take.
+            t.readdir_handle(fh, ROOT, offset, |_, cookie, _, n| {
+                if batch.len() == 3 {
+                    return false;
+                }
+                batch.push((cookie, n.to_vec()));
+                true
+            })
+            .unwrap();
+            let Some(&(last, _)) = batch.last() else {
+                break;
+            };
+            offset = last;
+            for (_, n) in batch {
+                if n.starts_with(b"f") {
+                    t.rename(ROOT, &n, ROOT, b"tmp", 0).unwrap();
+                    t.rename(ROOT, b"tmp", ROOT, &n, 0).unwrap();
+                }
+                listed.push(n);
+            }
+        }
+        let mut unique = listed.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            listed.len(),
+            "a name was listed twice: {listed:?}"
+        );
+        // A new scan lists every name once.
+        let mut all = Vec::new();
+        t.readdir_handle(fh, ROOT, 0, |_, _, _, n| {
+            all.push(n.to_vec());
+            true
+        })
+        .unwrap();
+        assert_eq!(all.len(), names.len() + 2);
     }
 
     #[test]
