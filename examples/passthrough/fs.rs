@@ -285,9 +285,11 @@ fn dtype(t: rustix::fs::FileType) -> u8 {
 /// need not honour: `O_DIRECT` needs aligned buffers; the kernel already did `O_CREAT`,
 /// `O_EXCL` and `O_NOCTTY` (and `O_TRUNC`, or sends it as SETATTR); it also resolved the
 /// path, so `O_NOFOLLOW` (which `cp -a` passes) would only make the reopen through the
-/// `/proc/self/fd/N` magic link fail with ELOOP.
+/// `/proc/self/fd/N` magic link fail with ELOOP; and the kernel's `__FMODE_EXEC` mark of an
+/// `execve(2)` is no open flag at all (`openat2` answered it EINVAL: no binary on the mount
+/// could run).
 fn backing_flags(flags: u32) -> OFlags {
-    OFlags::from_bits_retain(flags).difference(
+    OFlags::from_bits_retain(flags & !ringfuse::OpenFlags::EXEC.bits()).difference(
         OFlags::DIRECT | OFlags::NOCTTY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
     )
 }
@@ -1229,5 +1231,8 @@ mod tests {
             (OFlags::RDWR | OFlags::DIRECT | OFlags::NOFOLLOW | OFlags::APPEND).bits(),
         );
         assert_eq!(f, OFlags::RDWR | OFlags::APPEND);
+        // An execve's OPEN: read-only plus the kernel's exec mark, which openat2 refuses.
+        let exec = backing_flags(OFlags::LARGEFILE.bits() | ringfuse::OpenFlags::EXEC.bits());
+        assert_eq!(exec, OFlags::LARGEFILE);
     }
 }

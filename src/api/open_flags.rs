@@ -8,7 +8,8 @@ use linux_raw_sys::general as k;
 /// The flags the caller passed to `open(2)` (`fuse_open_in::flags`, `fuse_create_in::flags`),
 /// as the kernel forwards them: the access mode, and `O_APPEND`, `O_TRUNC`, `O_DIRECT`,
 /// `O_SYNC`... (the kernel keeps `O_CREAT`, `O_EXCL` and `O_NOCTTY` to itself, except that
-/// CREATE implies the first). Values are this architecture's `O_*`.
+/// CREATE implies the first), plus the kernel's own [`EXEC`](Self::EXEC) mark on an
+/// `execve(2)`'s open. Values are this architecture's `O_*`.
 ///
 /// ```
 /// use ringfuse::{AccessMode, OpenFlags};
@@ -85,6 +86,10 @@ open_flags! {
     CLOEXEC = k::O_CLOEXEC,
     /// `O_PATH`.
     PATH = k::O_PATH,
+    /// `__FMODE_EXEC` (0x20): the kernel's mark on the open of an `execve(2)` (and
+    /// `uselib`), forwarded with the others. It is no `open(2)` flag: `openat2(2)` refuses
+    /// it with `EINVAL`, so remove it before opening a backing file with these flags.
+    EXEC = 0x20,
 }
 
 impl OpenFlags {

@@ -1350,6 +1350,32 @@ fn files_created_by_another_user_belong_to_that_user() {
     }
 }
 
+/// A binary on the mount runs (xfstests generic/120, 126, 452): the OPEN of an `execve(2)`
+/// carries the kernel's `__FMODE_EXEC` mark (0x20), which is no open flag; passed on to
+/// `openat2` for the backing file, it failed every exec with EINVAL.
+#[test]
+fn a_binary_on_the_mount_runs() {
+    let _s = serial();
+    if !can_mount() {
+        return;
+    }
+    for args in MODES {
+        let scratch = Scratch::new();
+        let src = scratch.mkdir("src");
+        let mnt = scratch.mkdir("mnt");
+        fs::copy("/bin/true", src.join("t")).unwrap();
+        let server = Server::start(&src, &mnt, args);
+        let out = sh(&mnt, "./t; echo \"exit $?\"");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "exit 0",
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        server.stop();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6b. No data is copied
 
