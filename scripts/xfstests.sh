@@ -16,12 +16,13 @@
 #     libattr1-dev libacl1-dev liburing-dev libgdbm-dev uuid-dev attr acl bc psmisc \
 #     xfsprogs gawk
 # (.ci/run installs them). Two copies of the tree get two edits, both in common/rc:
-# `_fs_type` reports `fuse.memfs`/`fuse.passthrough` as `fuse` (what the checks compare
-# with), and, in memfs's copy only, a "cycle mount" is a remount, as xfstests does for tmpfs:
-# a memfs mount starts empty, by design, so unmount + mount loses the data. The mount helper
-# is tests/xfstests/mount.fuse.ringfuse, linked as /sbin/mount.fuse.xfs-{memfs,passthrough} for
-# the run (the servers get the subtypes xfs-memfs and xfs-passthrough). Everything it mounts is unmounted and every server stopped on exit, also on
-# failure or Ctrl-C.
+# `_fs_type` reports `fuse.xfs-memfs`/`fuse.xfs-passthrough` as `fuse` (what the checks
+# compare with), and, in memfs's copy only, a "cycle mount" is a remount, as xfstests does
+# for tmpfs: a memfs mount starts empty, by design, so unmount + mount loses the data. The
+# mount helper is tests/xfstests/mount.fuse.ringfuse, linked as
+# /sbin/mount.fuse.xfs-{memfs,passthrough} for the run (the servers get those subtypes).
+# Everything it mounts is unmounted and every server stopped on exit, also on failure or
+# Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
