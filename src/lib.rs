@@ -11,8 +11,10 @@
 //!
 //! and in this crate, bottom first, each using only what is below it (the README's
 //! "Workspace" has the tree; `tests/layers.rs` checks the rule):
-//! - `sys`: the OS outside io_uring (device ioctls, `mount(2)`, fusectl, eventfds, signals);
-//! - [`mount`]: mounting as root through `/dev/fuse` and `mount(2)`;
+//! - `sys`: the OS outside io_uring (device ioctls, `mount(2)`, fusectl, eventfds, signals,
+//!   fusermount3's socket, the auto-unmount watcher);
+//! - [`mount`]: mounting for every user: `mount(2)` as root (or uid 0 of a user namespace),
+//!   fusermount3 for everyone else, `auto_unmount`, and the `mount.fuse.NAME` helper;
 //! - `error`: [`Error`];
 //! - `state`: what a loop allocates once (slots, notification buffers, the tags of ring
 //!   operations, [`Stats`]);
@@ -25,7 +27,8 @@
 //! - `session`: [`Session`], [`Config`], [`run_per_cpu`];
 //! - [`testing`]: the in-memory transport, to test a filesystem without mounting it.
 //!
-//! `unsafe` lives in `sys` (device ioctls, signals, the notification WRITE),
+//! `unsafe` lives in `sys` (device ioctls, signals, the notification WRITE, `fork` and
+//! `pre_exec`),
 //! `state::slab` (one slot's bytes at a time from the base pointer), `event_loop`,
 //! `event_loop::classic` and `event_loop::native` (handing the kernel event buffers, slot
 //! buffers for READ and WRITE, and the native transport's commands), `asyncfs::task`

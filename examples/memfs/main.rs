@@ -3,7 +3,17 @@
 //! ```text
 //! memfs MOUNTPOINT [-o OPTIONS] [--capacity BYTES[K|M|G|T]] [--no-readdirplus]
 //!       [--transport auto|classic|native] [--per-cpu]
+//! mount -t fuse.memfs memfs MOUNTPOINT -o size=1G,allow_other   (installed as its own helper:
+//!                                       ln -s "$(command -v memfs)" /sbin/mount.fuse.memfs)
 //! ```
+//!
+//! `-o` takes ringfuse's mount options (`allow_other`, `auto_unmount`, `ro`, ...: see
+//! `ringfuse::mount::ACCEPTED_OPTIONS`) and memfs's own `size=BYTES[K|M|G|T]` (the same as
+//! `--capacity`), `transport=auto|classic|native` and `per_cpu`. Run by a user other than
+//! root, it mounts through fusermount3. Run as `mount.fuse.memfs` (a symlink or copy of
+//! the binary under that name), it is its own mount(8) helper: `mount -t fuse.memfs` and
+//! fstab lines (`memfs /mnt/memfs fuse.memfs size=1G,allow_other 0 0`) start it detached
+//! and return once the mount is served.
 //!
 //! Serves until unmounted (`umount MOUNTPOINT`) or interrupted (Ctrl-C); everything is lost
 //! then. The filesystem holds at most `--capacity` bytes (default 1 GiB) of file data,
@@ -34,6 +44,7 @@ use std::process::ExitCode;
 
 use ringfuse::abi::flags::InitFlags;
 use ringfuse::mount::MountOptions;
+use ringfuse::mount::helper::{self, HelperArgs};
 use ringfuse::{Config, Session, TransportMode};
 
 use crate::fs::MemFs;
@@ -92,14 +103,26 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
                 transport = parse_transport(&s["--transport=".len()..])?;
             }
             Some("-o") => {
-                let opts = args.next().ok_or("-o needs a value")?;
-                options.push(text(opts)?);
+                let opts = text(args.next().ok_or("-o needs a value")?)?;
+                options.push(own_options(
+                    &opts,
+                    &mut capacity,
+                    &mut transport,
+                    &mut per_cpu,
+                )?);
             }
             Some("--capacity") => {
                 let v = text(args.next().ok_or("--capacity needs a value")?)?;
                 capacity = parse_size(&v).ok_or(format!("--capacity {v}: not a size"))?;
             }
-            Some(s) if s.starts_with("-o") => options.push(s[2..].to_owned()),
+            Some(s) if s.starts_with("-o") => {
+                options.push(own_options(
+                    &s[2..],
+                    &mut capacity,
+                    &mut transport,
+                    &mut per_cpu,
+                )?);
+            }
             Some(s) if s.starts_with("--capacity=") => {
                 let v = &s["--capacity=".len()..];
                 capacity = parse_size(v).ok_or(format!("--capacity {v}: not a size"))?;
@@ -128,6 +151,44 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, 
     }))
 }
 
+/// Takes memfs's own options (`size=`, `transport=`, `per_cpu`) out of a `-o` string and
+/// returns the rest, the mount options.
+fn own_options(
+    opts: &str,
+    capacity: &mut u64,
+    transport: &mut TransportMode,
+    per_cpu: &mut bool,
+) -> Result<String, String> {
+    let mut rest = Vec::new();
+    // Split as MountOptions does: at commas not escaped by a backslash.
+    let mut entry = String::new();
+    let mut entries = Vec::new();
+    let mut chars = opts.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                entry.push(c);
+                entry.extend(chars.next());
+            }
+            ',' => entries.push(std::mem::take(&mut entry)),
+            _ => entry.push(c),
+        }
+    }
+    entries.push(entry);
+    for e in entries {
+        if let Some(v) = e.strip_prefix("size=") {
+            *capacity = parse_size(v).ok_or(format!("-o size={v}: not a size"))?;
+        } else if let Some(v) = e.strip_prefix("transport=") {
+            *transport = parse_transport(v)?;
+        } else if e == "per_cpu" {
+            *per_cpu = true;
+        } else if !e.is_empty() {
+            rest.push(e);
+        }
+    }
+    Ok(rest.join(","))
+}
+
 fn parse_transport(v: &str) -> Result<TransportMode, String> {
     match v {
         "auto" => Ok(TransportMode::Auto),
@@ -152,8 +213,14 @@ fn run(args: &Args) -> Result<(), String> {
         opts.parse_opts(o).map_err(|e| format!("-o {o}: {e}"))?;
     }
     let config = Config::default().transport(args.transport);
+    // A user other than root unmounts with fusermount3 (umount(8) refuses them).
+    let umount = if rustix::process::getuid().is_root() {
+        "umount"
+    } else {
+        "fusermount3 -u"
+    };
     println!(
-        "memfs: mounting on {} ({} bytes, buffer memory {} bytes{}); Ctrl-C or `umount {}` \
+        "memfs: mounting on {} ({} bytes, buffer memory {} bytes{}); Ctrl-C or `{umount} {}` \
          to stop",
         args.mountpoint.display(),
         args.capacity,
@@ -214,7 +281,46 @@ fn run(args: &Args) -> Result<(), String> {
     result.map_err(|e| e.to_string())
 }
 
+/// As `mount.fuse.NAME SOURCE DIR -o OPTS`: start memfs detached on DIR with OPTS (its
+/// own and the mount options; SOURCE becomes the fsname, NAME the subtype) and exit once
+/// it serves.
+fn helper_main(name: &str) -> ExitCode {
+    let args = match HelperArgs::parse(name, std::env::args_os().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("mount.fuse.memfs: {e}");
+            return ExitCode::from(helper::EXIT_USAGE);
+        }
+    };
+    if args.fake {
+        return ExitCode::SUCCESS;
+    }
+    let result = if args.remount {
+        helper::remount(&args)
+    } else {
+        let server = [
+            OsString::from(&args.mountpoint),
+            OsString::from("-o"),
+            OsString::from(args.server_options()),
+        ];
+        if args.verbose {
+            eprintln!("mount.fuse.memfs: memfs {server:?}");
+        }
+        helper::spawn_detached("memfs", &server)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mount.fuse.memfs: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    if let Some(name) = helper::invoked_as() {
+        return helper_main(&name);
+    }
     let args = match parse_args(std::env::args_os().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -278,5 +384,16 @@ mod tests {
         let a = args(&["/m", "--transport=classic"]).unwrap().unwrap();
         assert_eq!((a.transport, a.per_cpu), (TransportMode::Classic, false));
         assert!(args(&["/m", "--transport", "fast"]).is_err());
+        let a = args(&[
+            "/m",
+            "-o",
+            r"size=2M,allow_other,fsname=a\,b,transport=classic,per_cpu",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.capacity, 2 << 20);
+        assert_eq!(a.options, [r"allow_other,fsname=a\,b"]);
+        assert_eq!((a.transport, a.per_cpu), (TransportMode::Classic, true));
+        assert!(args(&["/m", "-o", "size=lots"]).is_err());
     }
 }

@@ -36,6 +36,9 @@ pub(crate) struct Core<F> {
     pub max_write: u32,
     /// INIT failed: the connection is unusable.
     pub init_failed: Option<Errno>,
+    /// `allow_root`: the mounter's uid; requests from any other uid but root's get EACCES
+    /// (but for those on files already open, as in libfuse).
+    pub allow_root: Option<u32>,
     /// With several loops on one connection, what INIT settled, published by the loop that
     /// answered it for the others.
     #[cfg(feature = "std")]
@@ -53,6 +56,7 @@ impl<F: Filesystem> Core<F> {
             parse: ParseConfig::default(),
             max_write,
             init_failed: None,
+            allow_root: None,
             #[cfg(feature = "std")]
             shared: None,
             #[cfg(feature = "std")]
@@ -155,6 +159,14 @@ impl<F: Filesystem> Core<F> {
             // The kernel sends nothing before INIT is answered; anything else is garbage.
             return Action::Reply(enc::error_header(h.unique, Errno::EIO));
         }
+        if let Some(owner) = self.allow_root {
+            if h.uid != owner && h.uid != 0 && !open_file_op(req.opcode()) {
+                if req.opcode().is_no_reply() {
+                    return Action::Nothing;
+                }
+                return Action::Reply(enc::error_header(h.unique, Errno::EACCES));
+            }
+        }
         let mut outcome = Outcome::Pending;
         let owner = env.owner;
         let lent = Lent::new(None);
@@ -214,7 +226,12 @@ impl<F: Filesystem> Core<F> {
                     let _ = shared.set(negotiated);
                 }
                 match enc::init(payload, &out, arg.minor) {
-                    Ok(n) => Action::Reply(enc::out_header(unique, n)),
+                    Ok(n) => {
+                        // A `mount.fuse.NAME` helper waiting for this server may go now.
+                        #[cfg(feature = "std")]
+                        crate::mount::helper::notify_ready();
+                        Action::Reply(enc::out_header(unique, n))
+                    }
                     Err(_) => Action::Reply(enc::error_header(unique, Errno::EIO)),
                 }
             }
@@ -228,6 +245,25 @@ impl<F: Filesystem> Core<F> {
             }
         }
     }
+}
+
+/// The operations `allow_root` lets through from any user, as libfuse does: those on a file
+/// or directory already open (the open was checked), and the ones that answer nothing.
+fn open_file_op(op: crate::abi::Opcode) -> bool {
+    use crate::abi::Opcode as O;
+    op.is_no_reply()
+        || matches!(
+            op,
+            O::Read
+                | O::Write
+                | O::Fsync
+                | O::Release
+                | O::Readdir
+                | O::Readdirplus
+                | O::Fsyncdir
+                | O::Releasedir
+                | O::Flush
+        )
 }
 
 /// INTERRUPT: if the request is one the filesystem deferred and has not answered, answer

@@ -1,13 +1,28 @@
-//! Mounting and unmounting a FUSE filesystem as root, without fusermount.
+//! Mounting and unmounting a FUSE filesystem, for root and for every other user.
 //!
-//! [`mount`] follows fuse-protocol.md §1.1: it checks the mount point, opens `/dev/fuse`,
-//! and calls `mount(2)` with `fd=N,rootmode=…,user_id=…,group_id=…` plus the kernel options
-//! of [`MountOptions`]. The returned [`Mount`] owns the `/dev/fuse` fd; dropping it unmounts
-//! (lazily). A server must still answer `FUSE_INIT` on that fd: until it does, every access
-//! to the mount from any process blocks.
+//! [`mount`] picks one of two ways ([`MountMethod`]):
+//! - **direct**: as fuse-protocol.md §1.1 says, it checks the mount point, opens
+//!   `/dev/fuse`, and calls `mount(2)` with `fd=N,rootmode=…,user_id=…,group_id=…` plus the
+//!   kernel options of [`MountOptions`]. This needs `CAP_SYS_ADMIN` in the mount's user
+//!   namespace: root, or uid 0 of a user namespace (`unshare -Urm`, a rootless container);
+//! - **through fusermount3** (`std` only), libfuse's setuid helper, for everyone else: it
+//!   mounts on the user's behalf and passes the `/dev/fuse` fd back over a Unix socket.
 //!
-//! Nothing here allocates: names live in fixed-capacity strings, paths in `PATH_MAX` arrays,
-//! and every error is a small `Copy` value. Nothing here panics.
+//! The default, [`MountMethod::Auto`], tries the direct way and falls back to fusermount3
+//! when the kernel says the process may not (`mount(2)` EPERM, `/dev/fuse` not openable).
+//! With [`MountOptions::auto_unmount`] the mount goes away when the server process ends,
+//! even by `kill -9`: fusermount3 does it for its mounts, a small watcher process for
+//! direct ones. [`helper`] lets a filesystem binary be its own `mount.fuse.NAME` helper,
+//! for `mount -t fuse.NAME` and `/etc/fstab`.
+//!
+//! The returned [`Mount`] owns the `/dev/fuse` fd; dropping it unmounts (lazily). A server
+//! must still answer `FUSE_INIT` on that fd: until it does, every access to the mount from
+//! any process blocks.
+//!
+//! A direct mount allocates nothing: names live in fixed-capacity strings, paths in
+//! `PATH_MAX` arrays, and every error is a small `Copy` value. Only the fusermount3 way and
+//! the helper allocate (a child process and its arguments), once per mount. Nothing here
+//! panics.
 //!
 //! ```no_run
 //! use ringfuse::mount::{MountOptions, mount};
@@ -32,6 +47,14 @@ use rustix::mount::MountFlags;
 
 use crate::sys::{self, PATH_MAX};
 
+#[cfg(feature = "std")]
+mod fusermount;
+#[cfg(feature = "std")]
+pub mod helper;
+
+#[cfg(feature = "std")]
+pub use fusermount::FUSERMOUNT_ENV;
+
 /// Longest accepted `fsname`, in bytes.
 pub const MAX_FSNAME_LEN: usize = 255;
 
@@ -39,14 +62,21 @@ pub const MAX_FSNAME_LEN: usize = 255;
 pub const MAX_SUBTYPE_LEN: usize = 63;
 
 /// The `-o` options [`MountOptions::parse_opts`] understands, as named in its errors.
-pub const ACCEPTED_OPTIONS: &str = "default_permissions, allow_other, fsname=NAME, \
-    subtype=NAME, max_read=BYTES, ro, rw, noatime, atime, relatime, nodiratime, suid, nosuid, \
-    dev, nodev, exec, noexec, sync, async, dirsync";
+pub const ACCEPTED_OPTIONS: &str = "default_permissions, allow_other, allow_root, \
+    auto_unmount, fsname=NAME, subtype=NAME, max_read=BYTES, ro, rw, noatime, atime, relatime, \
+    strictatime, norelatime, nodiratime, diratime, suid, nosuid, dev, nodev, exec, noexec, sync, \
+    async, dirsync, nonempty (ignored), x-* (ignored)";
 
 /// The options that take no value.
-const FLAGS: [&str; 17] = [
+const FLAGS: [&str; 23] = [
     "default_permissions",
     "allow_other",
+    "allow_root",
+    "auto_unmount",
+    "strictatime",
+    "norelatime",
+    "diratime",
+    "nonempty",
     "ro",
     "rw",
     "noatime",
@@ -65,10 +95,105 @@ const FLAGS: [&str; 17] = [
 ];
 
 /// The options that take a value.
-const VALUED: [&str; 3] = ["fsname", "subtype", "max_read"];
+const VALUED: [&str; 4] = ["fsname", "subtype", "max_read", "blksize"];
 
 // ---------------------------------------------------------------------------------------------
 // Errors
+
+/// A line of text kept without heap for [`MountError`] (what fusermount3 printed): at most
+/// 96 bytes, cut at a character boundary.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Text {
+    bytes: [u8; 96],
+    len: u8,
+}
+
+impl Text {
+    /// Empty.
+    pub const fn new() -> Self {
+        Self {
+            bytes: [0; 96],
+            len: 0,
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        core::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Appends what fits, cut at a character boundary.
+impl fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            let start = usize::from(self.len);
+            let end = start + c.len_utf8();
+            let Some(dst) = self.bytes.get_mut(start..end) else {
+                return Ok(());
+            };
+            c.encode_utf8(dst);
+            self.len = end as u8;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// What fusermount3 said when it refused or failed, read from its message.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FusermountReason {
+    /// `allow_other` or `allow_root` asked by a user while `/etc/fuse.conf` lacks
+    /// `user_allow_other`.
+    AllowOtherNotAllowed,
+    /// The mount point is not the user's (fusermount3 mounts only on a directory the user
+    /// owns, or may write to).
+    MountPointNotOwned,
+    /// The user has as many FUSE mounts as `mount_max` in `/etc/fuse.conf` allows.
+    MountLimit,
+    /// No `/dev/fuse`.
+    NoDevice,
+    /// `/dev/fuse` could not be opened.
+    DeviceAccess,
+    /// It did not know an option ringfuse passed.
+    UnknownOption,
+    /// Unmount: the path is not a FUSE mount of this user.
+    NotMounted,
+    /// Unmount: the mount is busy.
+    Busy,
+    /// Something else: see the message.
+    Other,
+}
+
+/// A failure reported by fusermount3: its cause, exit status and last line of output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FusermountFailure {
+    /// The cause, as far as its message tells.
+    pub reason: FusermountReason,
+    /// Its exit status (`None`: killed by a signal).
+    pub status: Option<i32>,
+    /// The last line it printed, without its `fusermount3: ` prefix.
+    pub message: Text,
+}
 
 /// The name of a mount option, kept without heap for [`MountError`]: at most 32 bytes, cut
 /// at a character boundary (its `Display` marks a cut with `…`).
@@ -164,35 +289,59 @@ pub enum MountError {
     Clone(Errno),
     /// Writing to `/sys/fs/fuse/connections/N/abort` failed with this errno.
     Abort(Errno),
+    /// This process may not mount by itself (not root) and there is no `fusermount3`.
+    NoFusermount,
+    /// fusermount3 refused or failed.
+    Fusermount(FusermountFailure),
+    /// fusermount3 (or the auto-unmount watcher) could not be started (the errno).
+    Spawn(Errno),
+    /// The option cannot be had on this mount: `blksize=` (only for `fuseblk` mounts),
+    /// `strictatime` through fusermount3 (it does not pass it on), or a way of mounting
+    /// that needs the `std` feature.
+    Unsupported(&'static str),
 }
 
 impl MountError {
     /// The errno closest to this error, for callers that must report one.
     pub fn errno(&self) -> Errno {
         match *self {
-            Self::NotRoot => Errno::PERM,
+            Self::NotRoot | Self::NoFusermount => Errno::PERM,
             Self::NoFuseDevice | Self::MountPointNotFound => Errno::NOENT,
             Self::NotADirectory => Errno::NOTDIR,
             Self::BadMountPoint
             | Self::UnknownOption(_)
             | Self::BadOptionValue(_)
-            | Self::OptionTooLong { .. } => Errno::INVAL,
+            | Self::OptionTooLong { .. }
+            | Self::Unsupported(_) => Errno::INVAL,
+            Self::Fusermount(f) => match f.reason {
+                FusermountReason::AllowOtherNotAllowed | FusermountReason::MountPointNotOwned => {
+                    Errno::PERM
+                }
+                FusermountReason::MountLimit => Errno::NOSPC,
+                FusermountReason::NoDevice => Errno::NODEV,
+                FusermountReason::DeviceAccess => Errno::ACCESS,
+                FusermountReason::UnknownOption | FusermountReason::NotMounted => Errno::INVAL,
+                FusermountReason::Busy => Errno::BUSY,
+                FusermountReason::Other => Errno::IO,
+            },
             Self::FuseDevicePermission(e)
             | Self::OpenFuseDevice(e)
             | Self::MountPointAccess(e)
             | Self::Mount(e)
             | Self::Unmount(e)
             | Self::Clone(e)
-            | Self::Abort(e) => e,
+            | Self::Abort(e)
+            | Self::Spawn(e) => e,
         }
     }
 }
 
 /// The shared advice for permission problems.
-const ROOT_HINT: &str = "run as root; unprivileged mounts need fusermount3, which ringfuse \
-    does not use";
+const ROOT_HINT: &str = "run as root, or let ringfuse mount through fusermount3 \
+    (MountMethod::Auto or Fusermount; apt-get install fuse3)";
 
 impl fmt::Display for MountError {
+    #[allow(clippy::too_many_lines)] // one arm per cause, each with its fix
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::NotRoot => write!(f, "mount(2) refused: operation not permitted ({ROOT_HINT})"),
@@ -255,9 +404,11 @@ impl fmt::Display for MountError {
                     Errno::NOENT => "the mount point disappeared",
                     Errno::NOTDIR => "the mount point is not a directory",
                     Errno::ACCESS => "a parent directory is not searchable",
-                    Errno::NOMEM | Errno::NOSPC => {
-                        "the kernel is out of memory or mount ids; unmount something"
+                    Errno::NOSPC => {
+                        "the mount namespace holds as many mounts as /proc/sys/fs/mount-max \
+                         allows: unmount some, or raise it"
                     }
+                    Errno::NOMEM => "the kernel is out of memory; unmount something",
                     _ => "see mount(2)",
                 };
                 write!(f, "mount(2) failed: {e} ({hint})")
@@ -284,7 +435,56 @@ impl fmt::Display for MountError {
                  /sys/fs/fuse/connections: mount -t fusectl none /sys/fs/fuse/connections; \
                  ENOENT means the connection is gone already)"
             ),
+            Self::NoFusermount => f.write_str(
+                "cannot mount: this process may not mount(2) (it is not root) and fusermount3, \
+                 which mounts FUSE filesystems for other users, is not installed (install it: \
+                 apt-get install fuse3; or name it in RINGFUSE_FUSERMOUNT; or run as root)",
+            ),
+            Self::Fusermount(failure) => fmt_fusermount(f, &failure),
+            Self::Spawn(e) => write!(
+                f,
+                "cannot start a helper process (fusermount3 or the auto-unmount watcher): {e}"
+            ),
+            Self::Unsupported(what) => write!(f, "{what}"),
         }
+    }
+}
+
+fn fmt_fusermount(f: &mut fmt::Formatter<'_>, failure: &FusermountFailure) -> fmt::Result {
+    let hint = match failure.reason {
+        FusermountReason::AllowOtherNotAllowed => {
+            "a user other than root may mount with allow_other or allow_root only if \
+             /etc/fuse.conf has the line user_allow_other: as root, \
+             echo user_allow_other >> /etc/fuse.conf; or mount without the option"
+        }
+        FusermountReason::MountPointNotOwned => {
+            "fusermount3 mounts only on a directory the user may write to: mount on one of \
+             yours (mkdir ~/mnt), or chown it"
+        }
+        FusermountReason::MountLimit => {
+            "this user has as many FUSE mounts as /etc/fuse.conf's mount_max allows \
+             (default 1000): unmount some (fusermount3 -u DIR) or raise mount_max"
+        }
+        FusermountReason::NoDevice => "load the fuse module: modprobe fuse",
+        FusermountReason::DeviceAccess => {
+            "fusermount3 opens /dev/fuse as the user: it must be crw-rw-rw- as distributions' \
+             udev rules make it (as root: chmod 0666 /dev/fuse)"
+        }
+        FusermountReason::UnknownOption => {
+            "this fusermount3 does not know an option ringfuse passed; leave it out"
+        }
+        FusermountReason::NotMounted => "it is not mounted, or not by this user",
+        FusermountReason::Busy => "it is busy",
+        FusermountReason::Other => "see its message",
+    };
+    match failure.status {
+        Some(code) => write!(f, "fusermount3 failed (exit status {code})")?,
+        None => f.write_str("fusermount3 failed (killed by a signal)")?,
+    }
+    if failure.message.as_str().is_empty() {
+        write!(f, " ({hint})")
+    } else {
+        write!(f, ": {} ({hint})", failure.message)
     }
 }
 
@@ -300,23 +500,43 @@ impl From<MountError> for std::io::Error {
 // ---------------------------------------------------------------------------------------------
 // Options
 
-/// How a filesystem is mounted: the libfuse `-o` options that make sense for a root mount.
+/// How [`mount`] mounts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum MountMethod {
+    /// `mount(2)` directly; if the kernel refuses this process (EPERM, or `/dev/fuse` not
+    /// openable) and the `std` feature is on, through fusermount3. The default.
+    #[default]
+    Auto,
+    /// `mount(2)` only: root, or uid 0 of a user namespace.
+    Direct,
+    /// fusermount3 only (`std` feature), even as root.
+    Fusermount,
+}
+
+/// How a filesystem is mounted: the options of libfuse's `fusermount3`/`mount.fuse3` that
+/// apply on Linux.
 ///
 /// Setters take `&mut self` and return `&mut Self` for chaining, like
 /// `std::process::Command`; the name setters can fail and return a `Result`. Defaults match
 /// libfuse: subtype the program's name (its `argv[0]` file name, as libfuse's helpers set
 /// it, so the mount shows as `fuse.PROGRAM` in `/proc/mounts`; none without `std`), `rw`,
-/// `nosuid`, `nodev`, and the kernel's `relatime`.
-/// `blksize=` is left out: the kernel accepts it only for `fuseblk` mounts.
+/// `nosuid`, `nodev`, the kernel's `relatime`, no `auto_unmount`, [`MountMethod::Auto`].
+/// `blksize=` is refused with an explanation: the kernel accepts it only for `fuseblk`
+/// mounts (a block device), which ringfuse does not make. fusermount3 always mounts
+/// `nosuid,nodev` for a user other than root (it ignores `suid` and `dev`).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct MountOptions {
     fsname: heapless::String<MAX_FSNAME_LEN>,
     subtype: heapless::String<MAX_SUBTYPE_LEN>,
     default_permissions: bool,
     allow_other: bool,
+    allow_root: bool,
+    auto_unmount: bool,
+    method: MountMethod,
     max_read: Option<u32>,
     read_only: bool,
     noatime: bool,
+    strictatime: bool,
     nodiratime: bool,
     nosuid: bool,
     nodev: bool,
@@ -334,9 +554,13 @@ impl Default for MountOptions {
             subtype,
             default_permissions: false,
             allow_other: false,
+            allow_root: false,
+            auto_unmount: false,
+            method: MountMethod::Auto,
             max_read: None,
             read_only: false,
             noatime: false,
+            strictatime: false,
             nodiratime: false,
             nosuid: true,
             nodev: true,
@@ -381,9 +605,35 @@ impl MountOptions {
         self
     }
 
-    /// `allow_other`: users other than the mounter may access the filesystem.
+    /// `allow_other`: users other than the mounter may access the filesystem. A user other
+    /// than root needs `user_allow_other` in `/etc/fuse.conf` for it (fusermount3 checks).
     pub fn allow_other(&mut self, on: bool) -> &mut Self {
         self.allow_other = on;
+        self
+    }
+
+    /// `allow_root`: the mounter and root may access the filesystem, nobody else. The kernel
+    /// gets `allow_other`, and the session answers EACCES to requests from other users (as
+    /// libfuse does: operations on files already open, and FORGET, pass). Needs
+    /// `user_allow_other` like `allow_other`.
+    pub fn allow_root(&mut self, on: bool) -> &mut Self {
+        self.allow_root = on;
+        self
+    }
+
+    /// `auto_unmount`: unmount when the server process ends, however it ends (`kill -9`
+    /// too), so no dead mount ("Transport endpoint is not connected") is left. Through
+    /// fusermount3 it is fusermount3's own `auto_unmount`; a direct mount gets a small
+    /// watcher process (`std` feature) that unmounts once the server is gone, unless the
+    /// mount there is no longer this one. Off by default, as in libfuse.
+    pub fn auto_unmount(&mut self, on: bool) -> &mut Self {
+        self.auto_unmount = on;
+        self
+    }
+
+    /// How to mount (see [`MountMethod`]; [`MountMethod::Auto`] by default).
+    pub fn method(&mut self, method: MountMethod) -> &mut Self {
+        self.method = method;
         self
     }
 
@@ -402,6 +652,19 @@ impl MountOptions {
     /// `noatime` (true) or `relatime`/`atime` (false, the kernel's default `relatime`).
     pub fn noatime(&mut self, on: bool) -> &mut Self {
         self.noatime = on;
+        if on {
+            self.strictatime = false;
+        }
+        self
+    }
+
+    /// `strictatime` (true): every access updates atime; false: the kernel's `relatime`.
+    /// Direct mounts only (fusermount3 does not pass it on).
+    pub fn strictatime(&mut self, on: bool) -> &mut Self {
+        self.strictatime = on;
+        if on {
+            self.noatime = false;
+        }
         self
     }
 
@@ -452,7 +715,9 @@ impl MountOptions {
     ///
     /// Options are separated by commas; a backslash makes the next character literal
     /// (`fsname=a\,b`); empty entries are skipped; later options override earlier ones. The
-    /// accepted names are listed in [`ACCEPTED_OPTIONS`].
+    /// accepted names are listed in [`ACCEPTED_OPTIONS`]. `nonempty` (libfuse 2's permission
+    /// to mount over a non-empty directory, which ringfuse, like libfuse 3, always allows) and
+    /// `x-*` options (for userspace tools, as in fstab) are accepted and ignored.
     ///
     /// # Errors
     /// [`MountError::UnknownOption`] naming the first unknown option,
@@ -461,7 +726,7 @@ impl MountOptions {
     /// On error `self` is left unchanged.
     pub fn parse_opts(&mut self, opts: &str) -> Result<&mut Self, MountError> {
         let mut next = self.clone();
-        for entry in split_entries(opts).filter(|e| !e.is_empty()) {
+        for entry in split_entries(opts).filter(|e| !e.is_empty() && !e.starts_with("x-")) {
             let (name, value) = match entry.split_once('=') {
                 Some((name, value)) => (name, Some(value)),
                 None => (entry, None),
@@ -492,6 +757,7 @@ impl MountOptions {
                     .map_err(|_| MountError::BadOptionValue(OptionName::new(name)))?;
                 self.max_read = Some(bytes);
             }
+            "blksize" => return Err(MountError::Unsupported(BLKSIZE)),
             _ if FLAGS.contains(&name) => {
                 return Err(MountError::BadOptionValue(OptionName::new(name)));
             }
@@ -505,11 +771,25 @@ impl MountOptions {
         match name {
             "default_permissions" => self.default_permissions = true,
             "allow_other" => self.allow_other = true,
+            "allow_root" => self.allow_root = true,
+            "auto_unmount" => self.auto_unmount = true,
+            "nonempty" => {}
             "ro" => self.read_only = true,
             "rw" => self.read_only = false,
-            "noatime" => self.noatime = true,
-            "atime" | "relatime" => self.noatime = false,
+            "noatime" => {
+                self.noatime = true;
+                self.strictatime = false;
+            }
+            "atime" | "relatime" => {
+                self.noatime = false;
+                self.strictatime = false;
+            }
+            "strictatime" | "norelatime" => {
+                self.noatime = false;
+                self.strictatime = true;
+            }
             "nodiratime" => self.nodiratime = true,
+            "diratime" => self.nodiratime = false,
             "suid" => self.nosuid = false,
             "nosuid" => self.nosuid = true,
             "dev" => self.nodev = false,
@@ -549,12 +829,90 @@ impl MountOptions {
         self.nonblocking
     }
 
+    /// Whether `allow_root` is on.
+    pub fn is_allow_root(&self) -> bool {
+        self.allow_root
+    }
+
+    /// Whether `auto_unmount` is on.
+    pub fn is_auto_unmount(&self) -> bool {
+        self.auto_unmount
+    }
+
+    /// The way of mounting.
+    pub fn get_method(&self) -> MountMethod {
+        self.method
+    }
+
+    /// The `-o` string for fusermount3: its option names (no `relatime`, which is the
+    /// default, and no `strictatime`, which it does not know), `allow_root` as the
+    /// kernel's `allow_other` (the session enforces the rest), and for a user other than
+    /// root no `suid`/`dev` (it would ignore them with a warning: its mounts are always
+    /// `nosuid,nodev`).
+    #[cfg(feature = "std")]
+    fn fusermount_opts(&self) -> Result<std::string::String, MountError> {
+        use std::string::String;
+        if self.strictatime {
+            return Err(MountError::Unsupported(
+                "strictatime cannot be had through fusermount3, which does not pass it on \
+                 (mount as root, or leave it out for the kernel's relatime)",
+            ));
+        }
+        let mut out = String::new();
+        let escaped = |out: &mut String, prefix: &str, name: &str| {
+            out.push_str(prefix);
+            for c in name.chars() {
+                if matches!(c, ',' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        };
+        if !self.fsname.is_empty() {
+            escaped(&mut out, "fsname=", &self.fsname);
+            out.push(',');
+        }
+        if !self.subtype.is_empty() {
+            escaped(&mut out, "subtype=", &self.subtype);
+            out.push(',');
+        }
+        let root = rustix::process::getuid().is_root();
+        for (on, name) in [
+            (self.default_permissions, "default_permissions"),
+            (self.allow_other || self.allow_root, "allow_other"),
+            (self.auto_unmount, "auto_unmount"),
+            (self.read_only, "ro"),
+            (!self.read_only, "rw"),
+            (self.noatime, "noatime"),
+            (self.nodiratime, "nodiratime"),
+            (self.nosuid, "nosuid"),
+            (!self.nosuid && root, "suid"),
+            (self.nodev, "nodev"),
+            (!self.nodev && root, "dev"),
+            (self.noexec, "noexec"),
+            (!self.noexec, "exec"),
+            (self.sync, "sync"),
+            (self.dirsync, "dirsync"),
+        ] {
+            if on {
+                out.push_str(name);
+                out.push(',');
+            }
+        }
+        if let Some(bytes) = self.max_read {
+            let _ = write!(out, "max_read={bytes},");
+        }
+        out.pop();
+        Ok(out)
+    }
+
     /// The `MS_*` flags for `mount(2)`.
     fn flags(&self) -> MountFlags {
         let mut flags = MountFlags::empty();
         for (on, flag) in [
             (self.read_only, MountFlags::RDONLY),
             (self.noatime, MountFlags::NOATIME),
+            (self.strictatime, MountFlags::STRICTATIME),
             (self.nodiratime, MountFlags::NODIRATIME),
             (self.nosuid, MountFlags::NOSUID),
             (self.nodev, MountFlags::NODEV),
@@ -577,7 +935,7 @@ impl MountOptions {
                 .push_str(",default_permissions")
                 .map_err(|_| fmt::Error)?;
         }
-        if self.allow_other {
+        if self.allow_other || self.allow_root {
             extra.push_str(",allow_other").map_err(|_| fmt::Error)?;
         }
         if let Some(bytes) = self.max_read {
@@ -609,15 +967,28 @@ impl fmt::Display for MountOptions {
         if self.allow_other {
             f.write_str(",allow_other")?;
         }
+        if self.allow_root {
+            f.write_str(",allow_root")?;
+        }
+        if self.auto_unmount {
+            f.write_str(",auto_unmount")?;
+        }
         if let Some(bytes) = self.max_read {
             write!(f, ",max_read={bytes}")?;
         }
         let pick = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
+        let atime = if self.noatime {
+            "noatime"
+        } else if self.strictatime {
+            "strictatime"
+        } else {
+            "relatime"
+        };
         write!(
             f,
             ",{},{},{},{},{},{}",
             pick(self.read_only, "ro", "rw"),
-            pick(self.noatime, "noatime", "relatime"),
+            atime,
             pick(self.nosuid, "nosuid", "suid"),
             pick(self.nodev, "nodev", "dev"),
             pick(self.noexec, "noexec", "exec"),
@@ -632,6 +1003,10 @@ impl fmt::Display for MountOptions {
         Ok(())
     }
 }
+
+/// Why `blksize=` is refused.
+const BLKSIZE: &str = "mount option blksize= applies only to fuseblk mounts (a filesystem on a \
+    block device, mounted with blkdev), which ringfuse does not make; leave it out";
 
 /// Splits a `-o` string at commas that are not escaped by a backslash.
 fn split_entries(opts: &str) -> impl Iterator<Item = &str> {
@@ -816,17 +1191,23 @@ impl CPathBuf {
 ///
 /// The mount point is resolved to its canonical absolute path first (through
 /// `/proc/self/fd`; without `/proc` it is used as given), so a later `chdir` cannot make the
-/// unmount miss. `mount(2)` gets `source` = fsname (else subtype, else `/dev/fuse`), type
-/// `fuse.<subtype>` (or `fuse`), the `MS_*` flags and the kernel options of `options`.
+/// unmount miss. Then it mounts the way [`MountOptions::method`] says (see the module
+/// docs). A direct `mount(2)` gets `source` = fsname (else subtype, else `/dev/fuse`), type
+/// `fuse.<subtype>` (or `fuse`), the `MS_*` flags and the kernel options of `options`;
+/// fusermount3 gets the same as its `-o` options.
 ///
 /// The kernel queues `FUSE_INIT` on the fd; until a server answers it, any access to the
 /// mount blocks (fuse-protocol.md §1.1), so answer it before touching the mount.
 ///
 /// # Errors
-/// Every failure leaves nothing mounted. [`MountError::NotRoot`], [`MountError::NoFuseDevice`],
-/// [`MountError::FuseDevicePermission`], [`MountError::OpenFuseDevice`],
-/// [`MountError::MountPointNotFound`], [`MountError::NotADirectory`],
-/// [`MountError::BadMountPoint`], [`MountError::MountPointAccess`], [`MountError::Mount`].
+/// Every failure leaves nothing mounted. [`MountError::NotRoot`] (direct only),
+/// [`MountError::NoFuseDevice`], [`MountError::FuseDevicePermission`],
+/// [`MountError::OpenFuseDevice`], [`MountError::MountPointNotFound`],
+/// [`MountError::NotADirectory`], [`MountError::BadMountPoint`],
+/// [`MountError::MountPointAccess`], [`MountError::Mount`]; through fusermount3
+/// [`MountError::NoFusermount`], [`MountError::Fusermount`] (its refusals: `allow_other`
+/// without `user_allow_other`, a mount point the user does not own, `mount_max`),
+/// [`MountError::Spawn`]; [`MountError::Unsupported`].
 pub fn mount<P: AsMountPoint + ?Sized>(
     mountpoint: &P,
     options: &MountOptions,
@@ -842,8 +1223,29 @@ pub fn mount<P: AsMountPoint + ?Sized>(
         Errno::NAMETOOLONG => MountError::BadMountPoint,
         e => MountError::MountPointAccess(e),
     })?;
-    let target_c = target.as_c_str();
+    match options.method {
+        MountMethod::Direct => mount_direct(target, options),
+        MountMethod::Fusermount => mount_fusermount(target, options),
+        MountMethod::Auto => match mount_direct(target.clone(), options) {
+            Err(MountError::NotRoot | MountError::FuseDevicePermission(_))
+                if cfg!(feature = "std") =>
+            {
+                mount_fusermount(target, options)
+            }
+            other => other,
+        },
+    }
+}
 
+/// `mount(2)` by this process.
+fn mount_direct(target: CPathBuf, options: &MountOptions) -> Result<Mount, MountError> {
+    #[cfg(not(feature = "std"))]
+    if options.auto_unmount {
+        return Err(MountError::Unsupported(
+            "auto_unmount needs the std feature (its watcher is a forked process)",
+        ));
+    }
+    let target_c = target.as_c_str();
     let device = open_device(options.nonblocking)?;
 
     let bad_option = || MountError::BadOptionValue(OptionName::new("fsname"));
@@ -889,14 +1291,81 @@ pub fn mount<P: AsMountPoint + ?Sized>(
             return Err(MountError::Mount(e));
         }
     };
+    #[cfg(feature = "std")]
+    let watcher = if options.auto_unmount {
+        match sys::spawn_unmount_watcher(target_c, id, &sys::Unmounter::syscall()) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                let _ = sys::unmount(target_c, true);
+                return Err(MountError::Spawn(e));
+            }
+        }
+    } else {
+        None
+    };
     Ok(Mount {
         guard: MountGuard {
             path: target,
             id,
             armed: true,
+            #[cfg(feature = "std")]
+            helper: None,
+            #[cfg(feature = "std")]
+            _watcher: watcher,
         },
         fd: device,
     })
+}
+
+/// Through fusermount3.
+#[cfg(feature = "std")]
+fn mount_fusermount(target: CPathBuf, options: &MountOptions) -> Result<Mount, MountError> {
+    let (device, mut helper) = fusermount::mount(target.as_c_str(), options)?;
+    if options.nonblocking {
+        let _ = sys::set_nonblocking(device.as_fd());
+    }
+    let id = match sys::mount_id(target.as_c_str()) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = helper.unmount(target.as_c_str());
+            return Err(MountError::Mount(e));
+        }
+    };
+    // fusermount3's own auto_unmount is not enough: before libfuse 3.15 (Debian 12 has
+    // 3.14) it never unmounts a mount without allow_other (it checks the mount as root,
+    // which such a mount refuses: libfuse commit 055478f). So a watcher of ours, running
+    // as the user, unmounts through `fusermount3 -u -z` too; whichever comes second finds
+    // the mount gone and does nothing.
+    let watcher = if options.auto_unmount {
+        let how = sys::Unmounter::fusermount(helper.program(), target.as_c_str())
+            .ok_or(MountError::BadMountPoint)?;
+        match sys::spawn_unmount_watcher(target.as_c_str(), id, &how) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                let _ = helper.unmount(target.as_c_str());
+                return Err(MountError::Spawn(e));
+            }
+        }
+    } else {
+        None
+    };
+    Ok(Mount {
+        guard: MountGuard {
+            path: target,
+            id,
+            armed: true,
+            helper: Some(helper),
+            _watcher: watcher,
+        },
+        fd: device,
+    })
+}
+
+#[cfg(not(feature = "std"))]
+fn mount_fusermount(_target: CPathBuf, _options: &MountOptions) -> Result<Mount, MountError> {
+    Err(MountError::Unsupported(
+        "mounting through fusermount3 needs the std feature (run as root without it)",
+    ))
 }
 
 /// Opens `/dev/fuse`, mapping its errors to their causes.
@@ -910,8 +1379,9 @@ fn open_device(nonblocking: bool) -> Result<OwnedFd, MountError> {
 
 /// A mounted FUSE filesystem and the `/dev/fuse` fd that serves it.
 ///
-/// Dropping it unmounts lazily (`MNT_DETACH`) if the mount is still there and still on top of
-/// its mount point, then closes the fd. Drop never panics and never unmounts a filesystem
+/// Dropping it unmounts lazily (`MNT_DETACH`, or `fusermount3 -u -z` for a mount made
+/// through it) if the mount is still there and still on top of its mount point, then closes
+/// the fd. Drop never panics and never unmounts a filesystem
 /// that someone else mounted over or in place of ours.
 pub struct Mount {
     // Field order is drop order: unmount first, then close the device.
@@ -946,6 +1416,11 @@ impl Mount {
         self.guard.is_mounted()
     }
 
+    /// Whether it was mounted through fusermount3.
+    pub fn via_fusermount(&self) -> bool {
+        self.guard.via_fusermount()
+    }
+
     /// Opens a new `/dev/fuse` fd on the same connection (`FUSE_DEV_IOC_CLONE`, fuse-protocol.md
     /// §1.5), for a second event loop. Replies must go to the fd the request was read from.
     ///
@@ -969,7 +1444,8 @@ impl Mount {
 
     /// Unmounts, then closes the fd.
     ///
-    /// Tries a plain `umount2(2)` first. If the kernel answers EBUSY (a process has a file
+    /// A mount made through fusermount3 is unmounted through `fusermount3 -u -z` (lazily).
+    /// Otherwise this tries a plain `umount2(2)` first. If the kernel answers EBUSY (a process has a file
     /// open, or its working directory, inside the mount) it falls back to a lazy
     /// `MNT_DETACH` unmount: the mount disappears from the namespace now and the kernel
     /// finishes when the last user is gone. That fallback still returns `Ok(())`.
@@ -1009,6 +1485,13 @@ pub struct MountGuard {
     id: sys::MountId,
     /// False once unmounted through [`MountGuard::unmount`].
     armed: bool,
+    /// Mounted through fusermount3: unmount through it too.
+    #[cfg(feature = "std")]
+    helper: Option<fusermount::Helper>,
+    /// A direct mount with `auto_unmount`: the pipe end whose closing (this guard dropped,
+    /// or the process gone) wakes the watcher.
+    #[cfg(feature = "std")]
+    _watcher: Option<OwnedFd>,
 }
 
 /// Where our mount stands relative to its mount point.
@@ -1049,6 +1532,14 @@ impl MountGuard {
         }
     }
 
+    /// Whether it was mounted through fusermount3.
+    pub fn via_fusermount(&self) -> bool {
+        #[cfg(feature = "std")]
+        return self.helper.is_some();
+        #[cfg(not(feature = "std"))]
+        false
+    }
+
     /// See [`Mount::abort`].
     ///
     /// # Errors
@@ -1063,8 +1554,17 @@ impl MountGuard {
     /// [`MountError::Unmount`].
     pub fn unmount(mut self) -> Result<(), MountError> {
         self.armed = false;
+        let place = self.place();
         let path = self.path.as_c_str();
-        match self.place() {
+        #[cfg(feature = "std")]
+        if let Some(helper) = self.helper.as_mut() {
+            return match place {
+                Place::Gone => Ok(()),
+                Place::Covered => Err(MountError::Unmount(Errno::BUSY)),
+                Place::OnTop => helper.unmount(path),
+            };
+        }
+        match place {
             Place::Gone => Ok(()),
             Place::Covered => Err(MountError::Unmount(Errno::BUSY)),
             Place::OnTop => match sys::unmount(path, false) {
@@ -1106,6 +1606,11 @@ impl Drop for MountGuard {
     fn drop(&mut self) {
         if self.armed && matches!(self.place(), Place::OnTop) {
             // Nothing useful can be done with an error here; `unmount` reports them.
+            #[cfg(feature = "std")]
+            if let Some(helper) = self.helper.as_mut() {
+                let _ = helper.unmount(self.path.as_c_str());
+                return;
+            }
             let _ = sys::unmount(self.path.as_c_str(), true);
         }
     }

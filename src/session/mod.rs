@@ -127,8 +127,17 @@ pub enum TransportMode {
     Native,
 }
 
+/// For `allow_root`: the uid allowed besides root's (the mounter's).
+pub(crate) fn allow_root_uid(options: &crate::mount::MountOptions) -> Option<u32> {
+    options
+        .is_allow_root()
+        .then(|| rustix::process::getuid().as_raw())
+}
+
 impl<F: Filesystem> Session<F> {
-    /// Mounts `fs` at `mountpoint` (as root: `/dev/fuse` and `mount(2)`, no fusermount).
+    /// Mounts `fs` at `mountpoint` ([`mount`](crate::mount::mount): `mount(2)` as root,
+    /// through fusermount3 for other users, as [`MountOptions`](crate::mount::MountOptions)
+    /// says).
     ///
     /// `new` also answers the kernel's INIT (calling [`Filesystem::init`]), so a refused
     /// INIT or an unusable protocol is an error here, and the connection is ready when it
@@ -143,8 +152,9 @@ impl<F: Filesystem> Session<F> {
     ///
     /// # Errors
     ///
-    /// [`Error::Mount`] naming the cause and the fix (not root, no `/dev/fuse`, mount point
-    /// missing or not a directory, bad option); [`Error::Config`]; [`Error::Init`] if the
+    /// [`Error::Mount`] naming the cause and the fix (not root and no fusermount3, no
+    /// `/dev/fuse`, mount point missing, not a directory or not the user's, bad option, an
+    /// option fusermount3 refuses); [`Error::Config`]; [`Error::Init`] if the
     /// filesystem refused INIT; [`Error::Io`] if the kernel sent no INIT within 10 s.
     /// Nothing stays mounted on error.
     pub fn new<P: crate::mount::AsMountPoint + ?Sized>(
@@ -190,6 +200,7 @@ impl<F: Filesystem> Session<F> {
             #[cfg(feature = "std")]
             _signals: signals,
         };
+        session.core.allow_root = allow_root_uid(&options);
         // On error the session is dropped, which unmounts.
         session.answer_init()?;
         Ok(session)

@@ -68,6 +68,7 @@ where
     options.nonblocking(config.nonblocking_device);
     let mount = crate::mount::mount(mountpoint, &options)?;
     let shared = Arc::new(std::sync::OnceLock::new());
+    let allow_root = super::allow_root_uid(&options);
     let n = cpus.len().max(1);
     // Per-loop device descriptors (classic: clones) and INIT events (native).
     let (clones, events) = loop_fds(&mount, &config, native, n)?;
@@ -132,7 +133,7 @@ where
             let handle = std::thread::Builder::new()
                 .name(std::format!("ringfuse-cpu{cpu}"))
                 .spawn_scoped(scope, move || {
-                    cpu_loop(cpu, fs, &config, &spec, shared, fwd, &stop_end)
+                    cpu_loop(cpu, fs, &config, &spec, shared, fwd, &stop_end, allow_root)
                 });
             match handle {
                 Ok(h) => handles.push(h),
@@ -216,6 +217,7 @@ fn assign_queues(cpus: &[usize], possible: usize) -> std::vec::Vec<std::vec::Vec
 
 /// One loop of [`run_per_cpu`], on its own thread.
 #[cfg(feature = "std")]
+#[allow(clippy::too_many_arguments)] // the one loop's share of everything set up above
 fn cpu_loop<F: Filesystem>(
     cpu: usize,
     fs: F,
@@ -224,6 +226,7 @@ fn cpu_loop<F: Filesystem>(
     shared: std::sync::Arc<std::sync::OnceLock<Negotiated>>,
     forward: (std::sync::Arc<Forward>, usize),
     stop: &rustix::fd::OwnedFd,
+    allow_root: Option<u32>,
 ) -> Result<(Stats, Option<Negotiated>), Error> {
     // Best effort: a loop that can't be pinned still serves.
     let _ = crate::sys::pin_to_cpu(cpu);
@@ -232,6 +235,7 @@ fn cpu_loop<F: Filesystem>(
         crate::event_loop::init::clamp_max_write(config.max_write),
     );
     core.shared = Some(shared);
+    core.allow_root = allow_root;
     if !forward.0.events.is_empty() {
         core.forward = Some(forward);
     }

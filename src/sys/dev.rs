@@ -12,6 +12,13 @@ use super::{FUSE_DEVICE, retry_on_eintr};
 /// The device number of `/dev/fuse` (`MISC_MAJOR`, `FUSE_MINOR` in include/linux/miscdevice.h).
 const FUSE_DEVICE_NUMBER: (u32, u32) = (10, 229);
 
+#[cfg(feature = "std")]
+/// Sets `O_NONBLOCK` on `fd` (a `/dev/fuse` fd that fusermount3 opened).
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)
+}
+
 /// `FUSE_DEV_IOC_CLONE` as rustix's opcode type (`c_uint` on the raw Linux backend).
 #[allow(
     clippy::unnecessary_cast,

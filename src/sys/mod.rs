@@ -7,7 +7,9 @@
 //!   about a mount, aborting a connection through fusectl;
 //! - [`events`]: the eventfds that stop loops and pass INIT and INTERRUPTs between them,
 //!   and the SIGINT/SIGTERM watcher (`unsafe`: its signal mask);
-//! - [`host`]: what this machine offers: its CPUs, and the FUSE-over-io_uring switch.
+//! - [`host`]: what this machine offers: its CPUs, and the FUSE-over-io_uring switch;
+//! - `spawn` (`std` only): fusermount3's socket and the fd it sends, fds and sessions across
+//!   `exec`, the auto-unmount watcher (`unsafe`: `pre_exec` closures and `fork`).
 //!
 //! Everything else goes through rustix's safe wrappers. Raw fd numbers never leave this
 //! module: callers get [`OwnedFd`]/[`BorrowedFd`], and the one place a number must be
@@ -18,11 +20,15 @@ mod dev;
 mod events;
 mod host;
 mod mounts;
+#[cfg(feature = "std")]
+mod spawn;
 
 pub(crate) use dev::*;
 pub(crate) use events::*;
 pub(crate) use host::*;
 pub(crate) use mounts::*;
+#[cfg(feature = "std")]
+pub(crate) use spawn::*;
 
 use core::ffi::CStr;
 

@@ -28,6 +28,18 @@ pub(crate) struct MountId {
     pub(crate) dev_minor: u32,
 }
 
+impl MountId {
+    #[cfg(feature = "std")]
+    /// Whether `self` and `other` name the same mount: by the unique id when both have one,
+    /// else by every field.
+    pub(crate) fn same_mount(&self, other: &Self) -> bool {
+        match (self.unique, other.unique) {
+            (Some(a), Some(b)) => a == b,
+            _ => self == other,
+        }
+    }
+}
+
 /// Identifies the mount on top of `path`.
 ///
 /// Safe to call on a FUSE mount whose server never answered `FUSE_INIT`: the path walk only
@@ -140,6 +152,13 @@ pub(crate) fn unmount(target: &CStr, lazy: bool) -> io::Result<()> {
         UnmountFlags::empty()
     };
     retry_on_eintr(|| rustix::mount::unmount(target, flags))
+}
+
+#[cfg(feature = "std")]
+/// `mount(NULL, target, NULL, MS_REMOUNT | flags, "")`: changes the per-mount flags of a
+/// live mount (FUSE takes no other option on a remount).
+pub(crate) fn remount(target: &CStr, flags: MountFlags) -> io::Result<()> {
+    rustix::mount::mount_remount(target, flags, c"")
 }
 
 /// Writes `1` to `/sys/fs/fuse/connections/<conn>/abort`, mounting `fusectl` there first if

@@ -641,13 +641,17 @@ fn bad_option_string_and_overlong_fsname() {
     assert!(!mountinfo().iter().any(|l| l.mount_point == scratch.path));
 }
 
-/// Not root: runs this same test binary as `nobody`, which must get a permission error that
-/// names the fix. (The child half runs only when `RINGFUSE_MOUNT_CHILD` is set.)
+/// Not root, and told to mount directly (`MountMethod::Direct`; the default would go through
+/// fusermount3, tests/mounting): runs this same test binary as `nobody`, which must get a
+/// permission error that names the fix. (The child half runs only when
+/// `RINGFUSE_MOUNT_CHILD` is set.)
 #[test]
 fn unprivileged_mount_is_refused_with_advice() {
     if std::env::var_os("RINGFUSE_MOUNT_CHILD").is_some() {
         let dir = tempfile::tempdir().unwrap();
-        let err = mount(bytes(dir.path()), &MountOptions::new()).unwrap_err();
+        let mut options = MountOptions::new();
+        options.method(ringfuse::mount::MountMethod::Direct);
+        let err = mount(bytes(dir.path()), &options).unwrap_err();
         eprintln!("unprivileged mount: {err}");
         assert!(
             matches!(
@@ -688,7 +692,8 @@ fn unprivileged_mount_is_refused_with_advice() {
 }
 
 /// Root without `CAP_SYS_ADMIN` opens `/dev/fuse` (it owns it) but `mount(2)` answers EPERM:
-/// [`MountError::NotRoot`], and the fd opened on the way is closed again.
+/// [`MountError::NotRoot`] (with `MountMethod::Direct`: the default would ask fusermount3),
+/// and the fd opened on the way is closed again.
 #[test]
 fn mount_without_cap_sys_admin_is_not_root() {
     let _serial = serial();
@@ -696,7 +701,8 @@ fn mount_without_cap_sys_admin_is_not_root() {
         return;
     }
     let scratch = Scratch::new();
-    let options = scratch.options();
+    let mut options = scratch.options();
+    options.method(ringfuse::mount::MountMethod::Direct);
     let path = scratch.path.clone();
     let fds_before = open_fds();
     // Capabilities belong to a thread: drop CAP_SYS_ADMIN in a thread of our own.
@@ -798,14 +804,30 @@ fn parse_opts_accepts_every_listed_option() {
         ("sync", with(|o| drop_ref(o.sync(true)))),
         ("sync,async", MountOptions::new()),
         ("dirsync", with(|o| drop_ref(o.dirsync(true)))),
+        ("allow_root", with(|o| drop_ref(o.allow_root(true)))),
+        ("auto_unmount", with(|o| drop_ref(o.auto_unmount(true)))),
+        ("strictatime", with(|o| drop_ref(o.strictatime(true)))),
+        ("norelatime", with(|o| drop_ref(o.strictatime(true)))),
+        ("strictatime,noatime", with(|o| drop_ref(o.noatime(true)))),
+        (
+            "noatime,strictatime",
+            with(|o| drop_ref(o.strictatime(true))),
+        ),
+        ("strictatime,relatime", MountOptions::new()),
+        ("nodiratime,diratime", MountOptions::new()),
+        // libfuse 2's nonempty (mounting over a non-empty directory is always allowed) and
+        // fstab's x-* options are accepted and change nothing.
+        ("nonempty", MountOptions::new()),
+        ("x-gvfs-show,x-systemd.automount", MountOptions::new()),
     ];
     for (text, expected) in cases {
         assert_eq!(parsed(text), expected, "{text}");
     }
-    let every = "default_permissions,allow_other,fsname=a,subtype=b,max_read=1,ro,rw,noatime,\
-        atime,relatime,nodiratime,suid,nosuid,dev,nodev,exec,noexec,sync,async,dirsync";
+    let every = "default_permissions,allow_other,allow_root,auto_unmount,fsname=a,subtype=b,\
+        max_read=1,ro,rw,noatime,atime,relatime,strictatime,norelatime,nodiratime,diratime,suid,\
+        nosuid,dev,nodev,exec,noexec,sync,async,dirsync,nonempty,x-";
     for name in ACCEPTED_OPTIONS.split(", ") {
-        let name = name.split('=').next().unwrap();
+        let name = name.split(['=', ' ', '*']).next().unwrap();
         assert!(
             every.split(',').any(|o| o.split('=').next() == Some(name)),
             "{name}"
@@ -835,17 +857,11 @@ fn parse_opts_errors_name_the_option() {
     let text = e.to_string();
     assert!(text.contains("\"frobnicate\""), "{text}");
     assert!(text.contains(ACCEPTED_OPTIONS), "{text}");
-    // libfuse helper options are not accepted either.
-    for helper in [
-        "nonempty",
-        "auto_unmount",
-        "blkdev",
-        "blksize=4096",
-        "x-gvfs-show",
-    ] {
-        let name = helper.split('=').next().unwrap();
-        assert!(matches!(err(helper), MountError::UnknownOption(n) if n.as_str() == name));
-    }
+    // blkdev (fuseblk mounts) is not known; blksize= is refused with the reason.
+    assert!(matches!(err("blkdev"), MountError::UnknownOption(n) if n.as_str() == "blkdev"));
+    let e = err("blksize=4096");
+    assert!(matches!(e, MountError::Unsupported(_)), "{e:?}");
+    assert!(e.to_string().contains("fuseblk"), "{e}");
     for bad in [
         "ro=1",
         "allow_other=",
@@ -908,8 +924,12 @@ fn parse_opts_escapes_and_display_round_trip() {
         .nodev(false)
         .noexec(true)
         .sync(true)
-        .dirsync(true);
-    for options in [MountOptions::new(), o, full] {
+        .dirsync(true)
+        .allow_root(true)
+        .auto_unmount(true);
+    let mut strict = MountOptions::new();
+    strict.strictatime(true);
+    for options in [MountOptions::new(), o, full, strict] {
         let text = options.to_string();
         let mut back = MountOptions::new();
         back.parse_opts(&text).unwrap();
