@@ -2,9 +2,11 @@
 //!
 //! The protocol is libfuse's: a Unix socket pair, one end passed to `fusermount3 -o OPTS --
 //! DIR` in `_FUSE_COMMFD`; fusermount3 (setuid root) checks that the user may mount there
-//! with those options, mounts, and sends the `/dev/fuse` fd back as `SCM_RIGHTS`. With
-//! `auto_unmount` it then stays, blocked on the socket, and unmounts when the socket closes:
-//! when this process ends however it ends. Unmounting is `fusermount3 -u -z -- DIR`.
+//! with those options, mounts, sends the `/dev/fuse` fd back as `SCM_RIGHTS` and exits.
+//! Unmounting is `fusermount3 -u -z -- DIR`. `auto_unmount` is not passed to it: ringfuse's
+//! own watcher does that job for every mount (see `sys::spawn_unmount_watcher`), because
+//! fusermount3's never unmounts a mount without `allow_other` before libfuse 3.15 (Debian 12
+//! ships 3.14; libfuse commit 055478f), and would keep a fusermount3 process waiting.
 //!
 //! This is the one part of mounting that allocates (the child process, its arguments and
 //! the text it prints on failure); it runs once per mount, never per request.
@@ -17,7 +19,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::Read as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::string::String;
 use std::vec::Vec;
 
@@ -30,12 +32,9 @@ use crate::sys;
 /// search of `PATH`, `/usr/bin` and `/bin`.
 pub const FUSERMOUNT_ENV: &str = "RINGFUSE_FUSERMOUNT";
 
-/// What a mount made through fusermount3 keeps: how to unmount it, and with `auto_unmount`
-/// the socket whose closing unmounts it and the fusermount3 process that waits on it.
+/// What a mount made through fusermount3 keeps: the fusermount3 that unmounts it.
 pub(super) struct Helper {
     program: PathBuf,
-    /// `auto_unmount`: our end of the socket, and fusermount3 waiting on the other.
-    waiting: Option<(OwnedFd, Child)>,
 }
 
 /// Finds fusermount3: `RINGFUSE_FUSERMOUNT`, else the first `fusermount3` in `PATH`, else
@@ -77,23 +76,16 @@ pub(super) fn mount(
     drop(theirs);
     let received = sys::recv_fd(ours.as_fd());
     let mut stderr = child.stderr.take();
-    if let Ok(Some(fd)) = received {
-        let waiting = if options.auto_unmount {
-            // fusermount3 stays, waiting on the socket, with its stdio on /dev/null.
-            drop(stderr);
-            Some((ours, child))
-        } else {
-            let _ = child.wait();
-            None
-        };
-        return Ok((fd, Helper { program, waiting }));
-    }
+    // fusermount3 has exited or is about to: its stderr ends.
     let mut text = Vec::new();
     if let Some(err) = stderr.as_mut() {
         let _ = err.read_to_end(&mut text);
     }
     let status = child.wait().ok().and_then(|s| s.code());
-    Err(MountError::Fusermount(classify(&text, status)))
+    match received {
+        Ok(Some(fd)) => Ok((fd, Helper { program })),
+        _ => Err(MountError::Fusermount(classify(&text, status))),
+    }
 }
 
 fn spawn_error(e: &std::io::Error) -> MountError {
@@ -111,8 +103,8 @@ impl Helper {
     }
 
     /// Unmounts `target` with `fusermount3 -u -z` (lazy: it disappears now, the kernel
-    /// finishes when the last user is gone), then lets an `auto_unmount` fusermount3 go.
-    pub(super) fn unmount(&mut self, target: &CStr) -> Result<(), MountError> {
+    /// finishes when the last user is gone).
+    pub(super) fn unmount(&self, target: &CStr) -> Result<(), MountError> {
         let output = Command::new(&self.program)
             .args(["-u", "-z", "--"])
             .arg(os(target))
@@ -121,7 +113,6 @@ impl Helper {
             .stderr(Stdio::piped())
             .output()
             .map_err(|e| spawn_error(&e))?;
-        self.release();
         if output.status.success() {
             Ok(())
         } else {
@@ -130,21 +121,6 @@ impl Helper {
                 output.status.code(),
             )))
         }
-    }
-
-    /// Closes the `auto_unmount` socket and reaps that fusermount3 (which finds the mount
-    /// gone, or unmounts it).
-    pub(super) fn release(&mut self) {
-        if let Some((socket, mut child)) = self.waiting.take() {
-            drop(socket);
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.release();
     }
 }
 

@@ -61,7 +61,7 @@ use std::vec::Vec;
 use rustix::fd::AsFd as _;
 use rustix::io::Errno;
 
-use super::{MountError, MountOptions, split_entries};
+use super::{MountOptions, split_entries};
 use crate::sys;
 
 /// mount(8)'s exit status for a bad invocation or missing permission.
@@ -325,8 +325,6 @@ pub enum HelperError {
     Server(Option<i32>),
     /// `mount(2)` with `MS_REMOUNT` failed.
     Remount(Errno),
-    /// Mounting failed in the helper itself.
-    Mount(MountError),
 }
 
 impl HelperError {
@@ -357,7 +355,6 @@ impl fmt::Display for HelperError {
                  unmount and mount again)",
             ),
             Self::Remount(e) => write!(f, "remount failed: {e} (is it mounted?)"),
-            Self::Mount(e) => write!(f, "{e}"),
         }
     }
 }

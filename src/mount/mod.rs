@@ -11,8 +11,7 @@
 //! The default, [`MountMethod::Auto`], tries the direct way and falls back to fusermount3
 //! when the kernel says the process may not (`mount(2)` EPERM, `/dev/fuse` not openable).
 //! With [`MountOptions::auto_unmount`] the mount goes away when the server process ends,
-//! even by `kill -9`: fusermount3 does it for its mounts, a small watcher process for
-//! direct ones. [`helper`] lets a filesystem binary be its own `mount.fuse.NAME` helper,
+//! even by `kill -9`: a small watcher process unmounts it. [`helper`] lets a filesystem binary be its own `mount.fuse.NAME` helper,
 //! for `mount -t fuse.NAME` and `/etc/fstab`.
 //!
 //! The returned [`Mount`] owns the `/dev/fuse` fd; dropping it unmounts (lazily). A server
@@ -622,9 +621,10 @@ impl MountOptions {
     }
 
     /// `auto_unmount`: unmount when the server process ends, however it ends (`kill -9`
-    /// too), so no dead mount ("Transport endpoint is not connected") is left. Through
-    /// fusermount3 it is fusermount3's own `auto_unmount`; a direct mount gets a small
-    /// watcher process (`std` feature) that unmounts once the server is gone, unless the
+    /// too), so no dead mount ("Transport endpoint is not connected") is left. A small
+    /// watcher process (`std` feature) unmounts once the server is gone — with `umount2`,
+    /// or `fusermount3 -u -z` for a mount fusermount3 made (whose own `auto_unmount` is
+    /// not used: before libfuse 3.15 it ignores mounts without `allow_other`) — unless the
     /// mount there is no longer this one. Off by default, as in libfuse.
     pub fn auto_unmount(&mut self, on: bool) -> &mut Self {
         self.auto_unmount = on;
@@ -845,7 +845,8 @@ impl MountOptions {
     }
 
     /// The `-o` string for fusermount3: its option names (no `relatime`, which is the
-    /// default, and no `strictatime`, which it does not know), `allow_root` as the
+    /// default, no `strictatime`, which it does not know, and no `auto_unmount`, which
+    /// ringfuse's watcher does), `allow_root` as the
     /// kernel's `allow_other` (the session enforces the rest), and for a user other than
     /// root no `suid`/`dev` (it would ignore them with a warning: its mounts are always
     /// `nosuid,nodev`).
@@ -880,7 +881,6 @@ impl MountOptions {
         for (on, name) in [
             (self.default_permissions, "default_permissions"),
             (self.allow_other || self.allow_root, "allow_other"),
-            (self.auto_unmount, "auto_unmount"),
             (self.read_only, "ro"),
             (!self.read_only, "rw"),
             (self.noatime, "noatime"),
@@ -1320,7 +1320,7 @@ fn mount_direct(target: CPathBuf, options: &MountOptions) -> Result<Mount, Mount
 /// Through fusermount3.
 #[cfg(feature = "std")]
 fn mount_fusermount(target: CPathBuf, options: &MountOptions) -> Result<Mount, MountError> {
-    let (device, mut helper) = fusermount::mount(target.as_c_str(), options)?;
+    let (device, helper) = fusermount::mount(target.as_c_str(), options)?;
     if options.nonblocking {
         let _ = sys::set_nonblocking(device.as_fd());
     }
@@ -1331,11 +1331,10 @@ fn mount_fusermount(target: CPathBuf, options: &MountOptions) -> Result<Mount, M
             return Err(MountError::Mount(e));
         }
     };
-    // fusermount3's own auto_unmount is not enough: before libfuse 3.15 (Debian 12 has
-    // 3.14) it never unmounts a mount without allow_other (it checks the mount as root,
-    // which such a mount refuses: libfuse commit 055478f). So a watcher of ours, running
-    // as the user, unmounts through `fusermount3 -u -z` too; whichever comes second finds
-    // the mount gone and does nothing.
+    // auto_unmount: not fusermount3's own, which before libfuse 3.15 (Debian 12 has 3.14)
+    // never unmounts a mount without allow_other (it checks the mount as root, which such
+    // a mount refuses: libfuse commit 055478f), but a watcher of ours, running as the
+    // user, that unmounts through `fusermount3 -u -z`.
     let watcher = if options.auto_unmount {
         let how = sys::Unmounter::fusermount(helper.program(), target.as_c_str())
             .ok_or(MountError::BadMountPoint)?;
@@ -1557,7 +1556,7 @@ impl MountGuard {
         let place = self.place();
         let path = self.path.as_c_str();
         #[cfg(feature = "std")]
-        if let Some(helper) = self.helper.as_mut() {
+        if let Some(helper) = self.helper.as_ref() {
             return match place {
                 Place::Gone => Ok(()),
                 Place::Covered => Err(MountError::Unmount(Errno::BUSY)),
@@ -1607,7 +1606,7 @@ impl Drop for MountGuard {
         if self.armed && matches!(self.place(), Place::OnTop) {
             // Nothing useful can be done with an error here; `unmount` reports them.
             #[cfg(feature = "std")]
-            if let Some(helper) = self.helper.as_mut() {
+            if let Some(helper) = self.helper.as_ref() {
                 let _ = helper.unmount(self.path.as_c_str());
                 return;
             }
