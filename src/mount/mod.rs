@@ -288,7 +288,8 @@ pub enum MountError {
     Clone(Errno),
     /// Writing to `/sys/fs/fuse/connections/N/abort` failed with this errno.
     Abort(Errno),
-    /// This process may not mount by itself (not root) and there is no `fusermount3`.
+    /// This process may not mount by itself (not root, or no `CAP_SYS_ADMIN`) and there is no
+    /// `fusermount3`.
     NoFusermount,
     /// fusermount3 refused or failed.
     Fusermount(FusermountFailure),
@@ -435,9 +436,10 @@ impl fmt::Display for MountError {
                  ENOENT means the connection is gone already)"
             ),
             Self::NoFusermount => f.write_str(
-                "cannot mount: this process may not mount(2) (it is not root) and fusermount3, \
-                 which mounts FUSE filesystems for other users, is not installed (install it: \
-                 apt-get install fuse3; or name it in RINGFUSE_FUSERMOUNT; or run as root)",
+                "cannot mount: this process may not mount(2) (it is not root, or lacks \
+                 CAP_SYS_ADMIN) and fusermount3, which mounts FUSE filesystems for other users, \
+                 is not installed (install it: apt-get install fuse3; or name it in \
+                 RINGFUSE_FUSERMOUNT; or run as root)",
             ),
             Self::Fusermount(failure) => fmt_fusermount(f, &failure),
             Self::Spawn(e) => write!(

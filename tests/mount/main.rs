@@ -19,7 +19,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::Duration;
 
 use ringfuse::mount::{
-    ACCEPTED_OPTIONS, MAX_FSNAME_LEN, MAX_SUBTYPE_LEN, MountError, MountOptions, mount,
+    ACCEPTED_OPTIONS, FusermountFailure, FusermountReason, MAX_FSNAME_LEN, MAX_SUBTYPE_LEN,
+    MountError, MountOptions, mount,
 };
 use rustix::fd::AsRawFd;
 use rustix::io::Errno;
@@ -957,6 +958,14 @@ fn name_setters_check_length_and_nul() {
     assert_eq!(o.get_fsname(), r"a\,b");
 }
 
+fn fusermount(reason: FusermountReason) -> MountError {
+    MountError::Fusermount(FusermountFailure {
+        reason,
+        status: Some(1),
+        message: ringfuse::mount::Text::new(),
+    })
+}
+
 #[test]
 fn every_error_names_cause_and_fix() {
     let cases = [
@@ -977,6 +986,23 @@ fn every_error_names_cause_and_fix() {
         (MountError::Unmount(Errno::BUSY), "mounted on top"),
         (MountError::Clone(Errno::INVAL), "FUSE_DEV_IOC_CLONE"),
         (MountError::Abort(Errno::NOENT), "fusectl"),
+        (MountError::Mount(Errno::NOSPC), "/proc/sys/fs/mount-max"),
+        (MountError::NoFusermount, "apt-get install fuse3"),
+        (MountError::Spawn(Errno::NOMEM), "fusermount3"),
+        (
+            fusermount(FusermountReason::AllowOtherNotAllowed),
+            "echo user_allow_other",
+        ),
+        (
+            fusermount(FusermountReason::MountPointNotOwned),
+            "mkdir ~/mnt",
+        ),
+        (fusermount(FusermountReason::MountLimit), "mount_max"),
+        (
+            fusermount(FusermountReason::DeviceAccess),
+            "chmod 0666 /dev/fuse",
+        ),
+        (fusermount(FusermountReason::NoDevice), "modprobe fuse"),
     ];
     for (err, needle) in cases {
         let text = err.to_string();
