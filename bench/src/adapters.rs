@@ -66,7 +66,7 @@ impl Negotiated {
     }
 }
 
-fn announce(n: &Negotiated) {
+pub(crate) fn announce(n: &Negotiated) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -487,7 +487,7 @@ pub mod rf {
 }
 
 /// STATFS answer of both adapters: (blocks and files, free blocks and files).
-const STATFS: (u64, u64) = (1 << 20, 1 << 19);
+pub(crate) const STATFS: (u64, u64) = (1 << 20, 1 << 19);
 
 // ---------------------------------------------------------------------------------------
 // fuser

@@ -153,6 +153,7 @@ pub const CREATE: u32 = 35;
 pub const BATCH_FORGET: u32 = 42;
 pub const FALLOCATE: u32 = 43;
 pub const LSEEK: u32 = 46;
+pub const READDIRPLUS: u32 = 44;
 
 /// A short name for an opcode number, for reports.
 pub fn opcode_name(op: usize) -> String {
@@ -182,6 +183,7 @@ pub fn opcode_name(op: usize) -> String {
         BATCH_FORGET => "BATCH_FORGET",
         FALLOCATE => "FALLOCATE",
         LSEEK => "LSEEK",
+        READDIRPLUS => "READDIRPLUS",
         _ => return format!("op{op}"),
     };
     name.to_string()

@@ -15,6 +15,7 @@ mod core;
 mod counters;
 mod driver;
 mod fio;
+mod fractal;
 mod orchestrate;
 mod report;
 mod serve;

@@ -36,6 +36,10 @@ pub enum Kind {
         /// `Config::replies_first(false)`: replies and the next READ always in one enter.
         together: bool,
     },
+    /// fractal-fuse 0.6: `workers` threads (0: its default, one pinned per CPU).
+    Fractal {
+        workers: usize,
+    },
     /// A fresh tmpfs: no FUSE at all, the kernel-only ceiling.
     Tmpfs,
 }
@@ -143,6 +147,18 @@ pub const TARGETS: &[Target] = &[
         Mem,
         "ringfuse, kernel FUSE-over-io_uring, a pinned loop per CPU",
     ),
+    Target {
+        name: "fractal",
+        kind: Kind::Fractal { workers: 0 },
+        fs: Mem,
+        about: "fractal-fuse 0.6.1 (FUSE-over-io_uring on compio), a pinned worker per CPU (its default)",
+    },
+    Target {
+        name: "fractal1",
+        kind: Kind::Fractal { workers: 1 },
+        fs: Mem,
+        about: "fractal-fuse 0.6.1, one worker (with_worker_count(1))",
+    },
     Target {
         name: "tmpfs",
         kind: Kind::Tmpfs,
@@ -990,9 +1006,10 @@ impl Runner {
                     .map_err(|e| failed(format!("mount tmpfs: {e}")))?;
                 driver::populate(&m.mnt, layout).map_err(failed)?;
             }
-            Kind::Fuser { .. } | Kind::Ringfuse { .. } => {
+            Kind::Fuser { .. } | Kind::Ringfuse { .. } | Kind::Fractal { .. } => {
                 let lib = match t.kind {
                     Kind::Fuser { threads, clone_fd } => Lib::Fuser { threads, clone_fd },
+                    Kind::Fractal { workers } => Lib::Fractal { workers },
                     Kind::Ringfuse {
                         transport,
                         rif,
@@ -1012,7 +1029,8 @@ impl Runner {
                     Kind::Ringfuse {
                         transport: NativePerCpu,
                         ..
-                    } => Cpus::All,
+                    }
+                    | Kind::Fractal { workers: 0 } => Cpus::All,
                     _ => p.server.clone(),
                 };
                 let args = ServeArgs {
@@ -1027,7 +1045,13 @@ impl Runner {
                 let line = sys::mount_line(&m.mnt)
                     .ok_or_else(|| failed("server READY but nothing mounted".into()))?;
                 let mount = mount_summary(&line);
-                self.agree(p, w, t, &negotiated, &mount)?;
+                if matches!(t.kind, Kind::Fractal { .. }) {
+                    // fractal-fuse picks its own INIT (src/fractal.rs): its NEGOTIATED line
+                    // says what differs, and the record keeps it; only the mount must agree.
+                    self.agree_mount(p, w, t, &mount)?;
+                } else {
+                    self.agree(p, w, t, &negotiated, &mount)?;
+                }
                 rec.negotiated = Some(negotiated);
                 rec.mount = Some(mount);
                 pid = Some(server_pid);
@@ -1040,7 +1064,9 @@ impl Runner {
                     Kind::Ringfuse {
                         transport: NativePerCpu,
                         ..
-                    } => 1 + sys::ncpus(),
+                    }
+                    | Kind::Fractal { workers: 0 } => 1 + sys::ncpus(),
+                    Kind::Fractal { workers } => 1 + workers,
                     _ => 1,
                 };
                 let deadline = Instant::now() + Duration::from_secs(5);
@@ -1226,6 +1252,25 @@ impl Runner {
                     )));
                 }
             }
+        }
+    }
+
+    /// A target that negotiates differently by design (fractal-fuse) must still be mounted
+    /// the way the reference was.
+    fn agree_mount(
+        &mut self,
+        p: &Placement,
+        w: &Workload,
+        t: &Target,
+        mount: &str,
+    ) -> Result<(), Failure> {
+        let key = (p.name.to_string(), w.name.to_string());
+        match self.references.get(&key) {
+            Some((who, r)) if r.mount != mount => Err(Failure::Refused(format!(
+                "refused: {} and {who} are mounted differently for {}: {mount} vs {}",
+                t.name, w.name, r.mount
+            ))),
+            _ => Ok(()),
         }
     }
 

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::adapters::{fu, rf};
 use crate::core::{Backend, Layout, MemCore, NullCore};
+use crate::fractal::FfFs;
 use crate::sys::{Cpus, set_affinity};
 
 /// How the server is built.
@@ -29,6 +30,10 @@ pub enum Lib {
         slots: u16,
         /// `Config::replies_first(false)`.
         together: bool,
+    },
+    /// fractal-fuse 0.6: `workers` worker threads (0: its default, one pinned per CPU).
+    Fractal {
+        workers: usize,
     },
 }
 
@@ -125,6 +130,14 @@ impl ServeArgs {
                     slots.to_string(),
                 ]);
             }
+            Lib::Fractal { workers } => {
+                a.extend([
+                    "--lib".into(),
+                    "fractal".into(),
+                    "--threads".into(),
+                    workers.to_string(),
+                ]);
+            }
         }
         a.extend([
             "--fs".into(),
@@ -188,13 +201,14 @@ impl ServeArgs {
         }
         let lib = match lib.as_deref() {
             Some("fuser") => Lib::Fuser { threads, clone_fd },
+            Some("fractal") => Lib::Fractal { workers: threads },
             Some("ringfuse") => Lib::Ringfuse {
                 transport,
                 reads_in_flight: rif,
                 slots,
                 together,
             },
-            _ => return Err("serve: --lib fuser|ringfuse is required".into()),
+            _ => return Err("serve: --lib fuser|ringfuse|fractal is required".into()),
         };
         Ok(Self {
             lib,
@@ -376,6 +390,23 @@ fn run<B: Backend>(args: &ServeArgs, core: B) -> Result<(), ServeError> {
             fu::announce_ready();
             session.run().map_err(|e| fail("fuser run", &e))?;
             json!({ "lib": "fuser", "negotiated_consistent": true })
+        }
+        Lib::Fractal { workers } => {
+            native_available()?;
+            let opts = fractal_fuse::MountOptions::new()
+                .fs_name("benchfs")
+                .default_permissions(true);
+            let mut session = fractal_fuse::Session::new(args.mountpoint.clone(), opts)
+                .map_err(|e| fail("fractal-fuse mount", &e))?;
+            if *workers > 0 {
+                session = session.with_worker_count(*workers);
+            }
+            let fs = FfFs {
+                core: Mutex::new(core),
+                ttl: args.ttl,
+            };
+            session.run(fs).map_err(|e| fail("fractal-fuse run", &e))?;
+            json!({ "lib": "fractal-fuse", "negotiated_consistent": true })
         }
     };
     let mut out = std::io::stdout().lock();
