@@ -29,10 +29,14 @@ out="$CARGO_TARGET_DIR/$triple"
 # Budgets, in KiB. The 300 KiB `hello` budget is checked on the `release-min` build: with
 # the prebuilt std of a stable toolchain, every static binary carries std's panic and
 # backtrace machinery (gimli, addr2line, libunwind, rustc-demangle, miniz: about 215 KiB
-# of hello's 477), which no profile setting removes; that build is held to STD_HELLO_KIB.
+# of hello's 561), which no profile setting removes; that build is held to STD_HELLO_KIB.
+# Mounting for every user (fusermount3 through std::process, the auto-unmount watcher, the
+# mount.fuse.NAME helper and their error texts) added about 85 KiB to each std binary
+# (hello 477 -> 561, memfs 569 -> 665, hello release-min 143 -> 207); the budgets were
+# raised with it, from 512 and 600.
 HELLO_KIB=300
-STD_HELLO_KIB=512
-MEMFS_KIB=600
+STD_HELLO_KIB=600
+MEMFS_KIB=704
 NOLIBC_KIB=128
 IDLE_RSS_KIB=2048
 

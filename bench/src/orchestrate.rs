@@ -40,6 +40,10 @@ pub enum Kind {
     Fractal {
         workers: usize,
     },
+    /// libfuse 3.18's `example/memfs_ll` (its own filesystem), `-o io_uring` or not.
+    Libfuse {
+        uring: bool,
+    },
     /// A fresh tmpfs: no FUSE at all, the kernel-only ceiling.
     Tmpfs,
 }
@@ -158,6 +162,18 @@ pub const TARGETS: &[Target] = &[
         kind: Kind::Fractal { workers: 1 },
         fs: Mem,
         about: "fractal-fuse 0.6.1, one worker (with_worker_count(1))",
+    },
+    Target {
+        name: "libfuse",
+        kind: Kind::Libfuse { uring: false },
+        fs: Mem,
+        about: "libfuse 3.18 example/memfs_ll (C++, its own in-memory filesystem, TTL 0), /dev/fuse, its multi-threaded loop (RINGFUSE_LIBFUSE_MEMFS_LL)",
+    },
+    Target {
+        name: "libfuse-uring",
+        kind: Kind::Libfuse { uring: true },
+        fs: Mem,
+        about: "libfuse 3.18 example/memfs_ll with -o io_uring (FUSE-over-io_uring, a queue per CPU)",
     },
     Target {
         name: "tmpfs",
@@ -1006,10 +1022,14 @@ impl Runner {
                     .map_err(|e| failed(format!("mount tmpfs: {e}")))?;
                 driver::populate(&m.mnt, layout).map_err(failed)?;
             }
-            Kind::Fuser { .. } | Kind::Ringfuse { .. } | Kind::Fractal { .. } => {
+            Kind::Fuser { .. }
+            | Kind::Ringfuse { .. }
+            | Kind::Fractal { .. }
+            | Kind::Libfuse { .. } => {
                 let lib = match t.kind {
                     Kind::Fuser { threads, clone_fd } => Lib::Fuser { threads, clone_fd },
                     Kind::Fractal { workers } => Lib::Fractal { workers },
+                    Kind::Libfuse { uring } => Lib::Libfuse { uring },
                     Kind::Ringfuse {
                         transport,
                         rif,
@@ -1045,7 +1065,7 @@ impl Runner {
                 let line = sys::mount_line(&m.mnt)
                     .ok_or_else(|| failed("server READY but nothing mounted".into()))?;
                 let mount = mount_summary(&line);
-                if matches!(t.kind, Kind::Fractal { .. }) {
+                if matches!(t.kind, Kind::Fractal { .. } | Kind::Libfuse { .. }) {
                     // fractal-fuse picks its own INIT (src/fractal.rs): its NEGOTIATED line
                     // says what differs, and the record keeps it; only the mount must agree.
                     self.agree_mount(p, w, t, &mount)?;
@@ -1073,10 +1093,15 @@ impl Runner {
                 while sys::tasks(server_pid).len() < want && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                mem = Some(
-                    RemoteMem::open(server_pid, self.counters_addr, WORDS)
-                        .map_err(|e| failed(format!("/proc/{server_pid}/mem: {e}")))?,
-                );
+                // libfuse's server has no counters (address 0).
+                mem = if self.counters_addr == 0 {
+                    None
+                } else {
+                    Some(
+                        RemoteMem::open(server_pid, self.counters_addr, WORDS)
+                            .map_err(|e| failed(format!("/proc/{server_pid}/mem: {e}")))?,
+                    )
+                };
             }
         }
         let secs = Duration::from_secs_f64(if counting {

@@ -335,9 +335,10 @@ fn geomean(v: &[f64]) -> Option<f64> {
 }
 
 /// The peers of the summary table: a name and the targets that are its modes.
-const PEERS: [(&str, &[&str]); 3] = [
+const PEERS: [(&str, &[&str]); 4] = [
     ("fuser 0.18", &["fuser1", "fuser2"]),
     ("fractal-fuse 0.6", &["fractal", "fractal1"]),
+    ("libfuse 3.18 memfs_ll", &["libfuse", "libfuse-uring"]),
     ("tmpfs (ceiling)", &["tmpfs"]),
 ];
 
@@ -500,11 +501,11 @@ pub fn markdown(r: &Results) -> String {
     if p.targets
         .iter()
         .chain(&p.extra_targets)
-        .any(|t| t.starts_with("fractal"))
+        .any(|t| t.starts_with("fractal") || t.starts_with("libfuse"))
     {
         let _ = writeln!(
             s,
-            "\nfractal-fuse cannot be made to answer INIT the same way, so its targets are exempt from that check and differ as follows (`bench/src/fractal.rs`): it always asks READDIRPLUS (with READDIRPLUS_AUTO), ATOMIC_O_TRUNC and SETXATTR_EXT and never ABORT_ERROR, so its listings are READDIRPLUS requests (the same entries, each with its attributes: more bytes and a lookup reference per entry) and their request counts differ (⚠); it takes max_write, max_background and congestion from the adapter (the same values), mounts through fusermount3 (the same mount options), copies READ data into its buffer and returns a `Vec` per listing (its API)."
+            "\nfractal-fuse cannot be made to answer INIT the same way, so its targets are exempt from that check and differ as follows (`bench/src/fractal.rs`): it always asks READDIRPLUS (with READDIRPLUS_AUTO), ATOMIC_O_TRUNC and SETXATTR_EXT and never ABORT_ERROR, so its listings are READDIRPLUS requests (the same entries, each with its attributes: more bytes and a lookup reference per entry) and their request counts differ (⚠); it takes max_write, max_background and congestion from the adapter (the same values), mounts through fusermount3 (the same mount options), copies READ data into its buffer and returns a `Vec` per listing (its API). libfuse's targets run its own C++ `example/memfs_ll` (a different filesystem: the layout is created through the mount, as for tmpfs), with its compiled-in TTL of 0 whatever the workload's, its own INIT and its multi-threaded loop (or, `libfuse-uring`, `-o io_uring`); it has no counters, so its requests per operation and allocations are not known (–)."
         );
     }
     let _ = writeln!(s, "\n## Workloads\n");

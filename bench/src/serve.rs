@@ -35,6 +35,11 @@ pub enum Lib {
     Fractal {
         workers: usize,
     },
+    /// libfuse 3.18's `example/memfs_ll` (C++, its own in-memory filesystem), run from
+    /// `RINGFUSE_LIBFUSE_MEMFS_LL`, with `-o io_uring` or not.
+    Libfuse {
+        uring: bool,
+    },
 }
 
 /// ringfuse transports.
@@ -138,6 +143,12 @@ impl ServeArgs {
                     workers.to_string(),
                 ]);
             }
+            Lib::Libfuse { uring } => {
+                a.extend(["--lib".into(), "libfuse".into()]);
+                if *uring {
+                    a.push("--uring".into());
+                }
+            }
         }
         a.extend([
             "--fs".into(),
@@ -164,6 +175,7 @@ impl ServeArgs {
         let mut rif = 1u16;
         let mut slots = 8u16;
         let mut together = false;
+        let mut uring = false;
         let mut fs = FsKind::Mem;
         let mut cpus = Cpus::All;
         let mut mountpoint = None;
@@ -184,6 +196,7 @@ impl ServeArgs {
                 "--reads-in-flight" => rif = num(val()?)? as u16,
                 "--slots" => slots = num(val()?)? as u16,
                 "--together" => together = true,
+                "--uring" => uring = true,
                 "--fs" => {
                     fs = match val()?.as_str() {
                         "mem" => FsKind::Mem,
@@ -202,13 +215,14 @@ impl ServeArgs {
         let lib = match lib.as_deref() {
             Some("fuser") => Lib::Fuser { threads, clone_fd },
             Some("fractal") => Lib::Fractal { workers: threads },
+            Some("libfuse") => Lib::Libfuse { uring },
             Some("ringfuse") => Lib::Ringfuse {
                 transport,
                 reads_in_flight: rif,
                 slots,
                 together,
             },
-            _ => return Err("serve: --lib fuser|ringfuse|fractal is required".into()),
+            _ => return Err("serve: --lib fuser|ringfuse|fractal|libfuse is required".into()),
         };
         Ok(Self {
             lib,
@@ -306,6 +320,9 @@ fn consistent(real: Option<&ringfuse::Negotiated>) -> (bool, serde_json::Value) 
 
 pub fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     set_affinity(&args.cpus).map_err(|e| ServeError::Failed(format!("sched_setaffinity: {e}")))?;
+    if let Lib::Libfuse { uring } = args.lib {
+        return serve_libfuse(args, uring);
+    }
     match args.fs {
         FsKind::Mem => run(args, MemCore::new(args.layout)),
         FsKind::Null => run(args, NullCore::new(args.layout)),
@@ -408,9 +425,91 @@ fn run<B: Backend>(args: &ServeArgs, core: B) -> Result<(), ServeError> {
             session.run(fs).map_err(|e| fail("fractal-fuse run", &e))?;
             json!({ "lib": "fractal-fuse", "negotiated_consistent": true })
         }
+        // Served by `serve_libfuse` before a core is built.
+        Lib::Libfuse { .. } => return Err(ServeError::Failed("libfuse has no core".into())),
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "EXIT {exit}");
+    let _ = out.flush();
+    Ok(())
+}
+
+/// The environment variable naming libfuse's built `example/memfs_ll`.
+pub const LIBFUSE_MEMFS_LL: &str = "RINGFUSE_LIBFUSE_MEMFS_LL";
+
+/// libfuse's `memfs_ll`, a C++ server with its own filesystem: this process starts it (it
+/// inherits the placement's affinity), waits for the mount, creates the layout through it
+/// (as for tmpfs), and reports the *server's* pid as READY, with no counters (`0`: the
+/// harness then has no per-opcode counts or allocations for it). Unavailable with a message
+/// when `RINGFUSE_LIBFUSE_MEMFS_LL` is unset.
+fn serve_libfuse(args: &ServeArgs, uring: bool) -> Result<(), ServeError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| ServeError::Failed(format!("{what}: {e}"));
+    let Some(bin) = std::env::var_os(LIBFUSE_MEMFS_LL) else {
+        return Err(ServeError::Unavailable(format!(
+            "{LIBFUSE_MEMFS_LL} is unset: build libfuse 3.18 (meson setup build \
+             -Denable-io-uring=true && ninja -C build) and point it at build/example/memfs_ll"
+        )));
+    };
+    if uring {
+        native_available()?;
+    }
+    let mut opts = String::from("default_permissions,fsname=benchfs");
+    if uring {
+        opts.push_str(",io_uring");
+    }
+    let mut child = std::process::Command::new(&bin)
+        .args(["-f", "-o", &opts])
+        .arg(&args.mountpoint)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| fail("start memfs_ll", &e))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while crate::sys::mount_line(&args.mountpoint).is_none() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(ServeError::Failed(format!("memfs_ll exited: {status}")));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(ServeError::Failed(
+                "memfs_ll did not mount within 20 s".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    crate::driver::populate(&args.mountpoint, args.layout)
+        .map_err(|e| fail("populate through memfs_ll", &e))?;
+    let n = crate::adapters::Negotiated {
+        minor: 45,
+        kernel_minor: 45,
+        flags: "libfuse's own".into(),
+        max_write: 0,
+        max_pages: 0,
+        max_readahead: 0,
+        max_background: 0,
+        congestion_threshold: 0,
+        time_gran_ns: 0,
+        ttl_ms: 0,
+        readdir: "READDIR".into(),
+        statx: "libfuse's".into(),
+        fopen_flags: 0,
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "NEGOTIATED {}",
+        serde_json::to_string(&n).unwrap_or_default()
+    );
+    let _ = writeln!(out, "READY {{\"pid\":{},\"counters\":0}}", child.id());
+    let _ = out.flush();
+    drop(out);
+    let status = child.wait().map_err(|e| fail("wait for memfs_ll", &e))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "EXIT {}",
+        json!({ "lib": "libfuse", "io_uring": uring, "status": status.code() })
+    );
     let _ = out.flush();
     Ok(())
 }
