@@ -457,12 +457,18 @@ fn strings(v: &[&str]) -> Vec<String> {
 impl Profile {
     pub fn named(name: &str) -> Option<Self> {
         let all: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+        // Every peer: libfuse's targets are reported unavailable (with the build line)
+        // unless RINGFUSE_LIBFUSE_MEMFS_LL names its memfs_ll.
         let main = [
             "fuser1",
             "fuser2",
             "rf-classic",
             "rf-native",
             "rf-native-percpu",
+            "fractal",
+            "fractal1",
+            "libfuse",
+            "libfuse-uring",
             "tmpfs",
         ];
         let null = ["fuser1-null", "rf-classic-null", "rf-classic-null-together"];
