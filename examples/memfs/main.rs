@@ -160,22 +160,7 @@ fn own_options(
     per_cpu: &mut bool,
 ) -> Result<String, String> {
     let mut rest = Vec::new();
-    // Split as MountOptions does: at commas not escaped by a backslash.
-    let mut entry = String::new();
-    let mut entries = Vec::new();
-    let mut chars = opts.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                entry.push(c);
-                entry.extend(chars.next());
-            }
-            ',' => entries.push(std::mem::take(&mut entry)),
-            _ => entry.push(c),
-        }
-    }
-    entries.push(entry);
-    for e in entries {
+    for e in ringfuse::mount::split_options(opts) {
         if let Some(v) = e.strip_prefix("size=") {
             *capacity = parse_size(v).ok_or(format!("-o size={v}: not a size"))?;
         } else if let Some(v) = e.strip_prefix("transport=") {

@@ -1010,7 +1010,13 @@ impl fmt::Display for MountOptions {
 const BLKSIZE: &str = "mount option blksize= applies only to fuseblk mounts (a filesystem on a \
     block device, mounted with blkdev), which ringfuse does not make; leave it out";
 
-/// Splits a `-o` string at commas that are not escaped by a backslash.
+/// Splits a `-o` string at commas that are not escaped by a backslash, as
+/// [`MountOptions::parse_opts`] does (escapes are kept; empty entries are yielded): for a
+/// filesystem that takes its own options out of the same `-o` string.
+pub fn split_options(opts: &str) -> impl Iterator<Item = &str> {
+    split_entries(opts)
+}
+
 fn split_entries(opts: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(opts);
     core::iter::from_fn(move || {
@@ -1293,30 +1299,22 @@ fn mount_direct(target: CPathBuf, options: &MountOptions) -> Result<Mount, Mount
             return Err(MountError::Mount(e));
         }
     };
-    #[cfg(feature = "std")]
-    let watcher = if options.auto_unmount {
-        match sys::spawn_unmount_watcher(target_c, id, &sys::Unmounter::syscall()) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                let _ = sys::unmount(target_c, true);
-                return Err(MountError::Spawn(e));
-            }
-        }
-    } else {
-        None
+    // From here on, an error drops the guard, which unmounts.
+    #[cfg_attr(not(feature = "std"), allow(unused_mut))]
+    let mut guard = MountGuard {
+        path: target,
+        id,
+        armed: true,
+        #[cfg(feature = "std")]
+        helper: None,
+        #[cfg(feature = "std")]
+        watcher: None,
     };
-    Ok(Mount {
-        guard: MountGuard {
-            path: target,
-            id,
-            armed: true,
-            #[cfg(feature = "std")]
-            helper: None,
-            #[cfg(feature = "std")]
-            _watcher: watcher,
-        },
-        fd: device,
-    })
+    #[cfg(feature = "std")]
+    if options.auto_unmount {
+        guard.watch(&sys::Unmounter::syscall())?;
+    }
+    Ok(Mount { guard, fd: device })
 }
 
 /// Through fusermount3.
@@ -1333,33 +1331,25 @@ fn mount_fusermount(target: CPathBuf, options: &MountOptions) -> Result<Mount, M
             return Err(MountError::Mount(e));
         }
     };
+    let program = helper.program().to_owned();
+    // From here on, an error drops the guard, which unmounts (through fusermount3).
+    let mut guard = MountGuard {
+        path: target,
+        id,
+        armed: true,
+        helper: Some(helper),
+        watcher: None,
+    };
     // auto_unmount: not fusermount3's own, which before libfuse 3.15 (Debian 12 has 3.14)
     // never unmounts a mount without allow_other (it checks the mount as root, which such
     // a mount refuses: libfuse commit 055478f), but a watcher of ours, running as the
     // user, that unmounts through `fusermount3 -u -z`.
-    let watcher = if options.auto_unmount {
-        let how = sys::Unmounter::fusermount(helper.program(), target.as_c_str())
+    if options.auto_unmount {
+        let how = sys::Unmounter::fusermount(&program, guard.mountpoint())
             .ok_or(MountError::BadMountPoint)?;
-        match sys::spawn_unmount_watcher(target.as_c_str(), id, &how) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                let _ = helper.unmount(target.as_c_str());
-                return Err(MountError::Spawn(e));
-            }
-        }
-    } else {
-        None
-    };
-    Ok(Mount {
-        guard: MountGuard {
-            path: target,
-            id,
-            armed: true,
-            helper: Some(helper),
-            _watcher: watcher,
-        },
-        fd: device,
-    })
+        guard.watch(&how)?;
+    }
+    Ok(Mount { guard, fd: device })
 }
 
 #[cfg(not(feature = "std"))]
@@ -1492,7 +1482,8 @@ pub struct MountGuard {
     /// A direct mount with `auto_unmount`: the pipe end whose closing (this guard dropped,
     /// or the process gone) wakes the watcher.
     #[cfg(feature = "std")]
-    _watcher: Option<OwnedFd>,
+    #[allow(dead_code, reason = "held for its drop, which closes the pipe")]
+    watcher: Option<OwnedFd>,
 }
 
 /// Where our mount stands relative to its mount point.
@@ -1506,6 +1497,15 @@ enum Place {
 }
 
 impl MountGuard {
+    /// Starts the auto-unmount watcher of this mount, which unmounts it with `how`.
+    #[cfg(feature = "std")]
+    fn watch(&mut self, how: &sys::Unmounter) -> Result<(), MountError> {
+        let fd = sys::spawn_unmount_watcher(self.path.as_c_str(), self.id, how)
+            .map_err(MountError::Spawn)?;
+        self.watcher = Some(fd);
+        Ok(())
+    }
+
     /// The canonical mount point.
     pub fn mountpoint(&self) -> &CStr {
         self.path.as_c_str()

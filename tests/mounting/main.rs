@@ -260,9 +260,8 @@ fn wait_unmounted(path: &Path) -> bool {
     true
 }
 
-/// The pids of auto-unmount watchers (`comm` `rf-autounmount`) whose command line names
-/// `mnt`.
-fn watchers_of(mnt: &Path) -> Vec<u32> {
+/// The pids of live (not zombie) processes named `comm` whose command line names `mnt`.
+fn processes(comm: &str, mnt: &Path) -> Vec<u32> {
     let needle = mnt.as_os_str().as_encoded_bytes();
     let mut pids = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
@@ -273,7 +272,7 @@ fn watchers_of(mnt: &Path) -> Vec<u32> {
         else {
             continue;
         };
-        let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let name = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let state = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
         // A zombie (adopted by an init that has not reaped it yet) is gone already.
@@ -281,21 +280,29 @@ fn watchers_of(mnt: &Path) -> Vec<u32> {
             .rsplit(')')
             .next()
             .is_some_and(|s| s.trim_start().starts_with('Z'));
-        if comm.trim() == "rf-autounmount"
-            && !zombie
-            && cmdline.windows(needle.len()).any(|w| w == needle)
-        {
+        if name.trim() == comm && !zombie && cmdline.windows(needle.len()).any(|w| w == needle) {
             pids.push(pid);
         }
     }
     pids
 }
 
+/// The auto-unmount watchers (`rf-autounmount`: their command line is the server's) of
+/// `mnt`.
+fn watchers_of(mnt: &Path) -> Vec<u32> {
+    processes("rf-autounmount", mnt)
+}
+
 /// Waits (at most [`WAIT`]) until no watcher of `mnt` is left.
 fn wait_no_watchers(mnt: &Path) -> Vec<u32> {
+    wait_none(|| watchers_of(mnt))
+}
+
+/// Polls `list` until it is empty or [`WAIT`] has passed; what is left.
+fn wait_none(list: impl Fn() -> Vec<u32>) -> Vec<u32> {
     let start = Instant::now();
     loop {
-        let left = watchers_of(mnt);
+        let left = list();
         if left.is_empty() || start.elapsed() > WAIT {
             return left;
         }
@@ -628,25 +635,9 @@ impl Drop for HelperLink {
     }
 }
 
-/// The pids of memfs servers serving `mnt` (found by their command line).
+/// The memfs servers serving `mnt` (found by their command line).
 fn servers_of(mnt: &Path) -> Vec<u32> {
-    let needle = mnt.as_os_str().as_encoded_bytes();
-    let mut pids = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if comm.trim() == "memfs" && cmdline.windows(needle.len()).any(|w| w == needle) {
-            pids.push(pid);
-        }
-    }
-    pids
+    processes("memfs", mnt)
 }
 
 /// Unmounts `mnt` and kills any server left on it (the detached servers are not our
@@ -664,14 +655,7 @@ impl Drop for Detached {
 }
 
 fn wait_no_servers(mnt: &Path) -> Vec<u32> {
-    let start = Instant::now();
-    loop {
-        let left = servers_of(mnt);
-        if left.is_empty() || start.elapsed() > WAIT {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_none(|| servers_of(mnt))
 }
 
 #[test]
